@@ -1,0 +1,5 @@
+#pragma once
+/// Umbrella header: includes the whole library (image.hpp, which needs stb, is separate).
+#include "version.hpp"
+#include "errors.hpp"
+#include "grid.hpp"
