@@ -3,3 +3,5 @@
 #include "version.hpp"
 #include "errors.hpp"
 #include "grid.hpp"
+#include "astar.hpp"
+#include "map_gen.hpp"
