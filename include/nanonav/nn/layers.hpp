@@ -1,0 +1,383 @@
+#pragma once
+/// Hand-written layers with forward and backward passes.
+///
+/// Conventions:
+/// - Activations are row-major (rows, features) blocks: one row per token (or sample).
+/// - A layer's forward cache is its input `x` (and, for Dropout, its mask), which the caller
+///   keeps and passes back to `backward`: this lets one layer be applied many times (the TRM's
+///   recursion) with one cache per application and no hidden state in the layer.
+/// - `backward` ADDS into `dx` and into the parameters' `grad` (see nn/tensor.hpp).
+/// - Initialisation follows PyTorch's defaults, drawn from nanonav::Rng.
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "../detail/assert.hpp"
+#include "../detail/rng.hpp"
+#include "../errors.hpp"
+#include "tensor.hpp"
+
+namespace nanonav::nn {
+
+template <class S>
+using CRef = Eigen::Ref<const Mat<S>>;
+template <class S>
+using MRef = Eigen::Ref<Mat<S>>;
+
+// ---- Linear -------------------------------------------------------------------------------
+
+/// y = x Wᵀ + b (reference: torch.nn.Linear), or along columns Y = W X + b 1ᵀ
+/// (reference: torch.nn.Conv1d with kernel_size 1, i.e. a Linear over the channel-first axis).
+template <class S>
+struct Linear {
+  Param<S> weight;  // (out, in)
+  Param<S> bias;    // (out), stored (1, out); empty when the layer has no bias
+
+  Linear() = default;
+  /// `name` is the prefix: parameters are "<name>.weight" and "<name>.bias".
+  /// `torch_weight_shape` overrides the recorded PyTorch shape (e.g. {out, in, 1} for Conv1d).
+  Linear(const std::string& name, int in, int out, bool with_bias = true,
+         std::vector<std::int64_t> torch_weight_shape = {})
+      : weight(name + ".weight",
+               torch_weight_shape.empty() ? std::vector<std::int64_t>{out, in}
+                                          : std::move(torch_weight_shape),
+               out, in, true) {
+    NANONAV_ASSERT(in > 0 && out > 0);
+    if (with_bias) bias = Param<S>(name + ".bias", {out}, 1, out, false);
+  }
+
+  int in_features() const noexcept { return static_cast<int>(weight.value.cols()); }
+  int out_features() const noexcept { return static_cast<int>(weight.value.rows()); }
+  bool has_bias() const noexcept { return bias.value.size() > 0; }
+
+  /// PyTorch default: weight and bias ~ U(-1/sqrt(in), 1/sqrt(in)).
+  void init(Rng& rng) {
+    const double bound = 1.0 / std::sqrt(static_cast<double>(in_features()));
+    for (Eigen::Index i = 0; i < weight.value.size(); ++i)
+      weight.value.data()[i] = static_cast<S>((2.0 * rng.uniform() - 1.0) * bound);
+    for (Eigen::Index i = 0; i < bias.value.size(); ++i)
+      bias.value.data()[i] = static_cast<S>((2.0 * rng.uniform() - 1.0) * bound);
+  }
+
+  /// x (n, in) -> y (n, out).
+  void forward(const CRef<S>& x, MRef<S> y) const {
+    NANONAV_ASSERT(x.cols() == in_features() && y.cols() == out_features() && y.rows() == x.rows());
+    y.noalias() = x * weight.value.transpose();
+    if (has_bias()) y.rowwise() += bias.value.row(0);
+  }
+  /// Parameter gradients of forward(): dW += dyᵀ x, db += Σ_rows dy.
+  void accumulate_param_grads(const CRef<S>& x, const CRef<S>& dy) {
+    weight.grad.noalias() += dy.transpose() * x;
+    if (has_bias()) bias.grad.row(0) += dy.colwise().sum();
+  }
+  /// Backward of forward(): parameter gradients and dx += dy W.
+  void backward(const CRef<S>& x, const CRef<S>& dy, MRef<S> dx) {
+    accumulate_param_grads(x, dy);
+    dx.noalias() += dy * weight.value;
+  }
+
+  /// Channel-first: x (in, m) -> y (out, m).
+  void forward_cols(const CRef<S>& x, MRef<S> y) const {
+    NANONAV_ASSERT(x.rows() == in_features() && y.rows() == out_features() && y.cols() == x.cols());
+    y.noalias() = weight.value * x;
+    if (has_bias()) y.colwise() += bias.value.row(0).transpose();
+  }
+  /// Parameter gradients of forward_cols(): dW += dy xᵀ, db += Σ_cols dy.
+  void accumulate_param_grads_cols(const CRef<S>& x, const CRef<S>& dy) {
+    weight.grad.noalias() += dy * x.transpose();
+    if (has_bias()) bias.grad.row(0) += dy.rowwise().sum().transpose();
+  }
+  /// Backward of forward_cols(): parameter gradients and dx += Wᵀ dy.
+  void backward_cols(const CRef<S>& x, const CRef<S>& dy, MRef<S> dx) {
+    accumulate_param_grads_cols(x, dy);
+    dx.noalias() += weight.value.transpose() * dy;
+  }
+
+  template <class F>
+  void for_each_param(F&& f) {
+    f(weight);
+    if (has_bias()) f(bias);
+  }
+  template <class F>
+  void for_each_param(F&& f) const {
+    f(weight);
+    if (has_bias()) f(bias);
+  }
+};
+
+// ---- Embedding ----------------------------------------------------------------------------
+
+/// y[i] = W[idx[i]] (reference: torch.nn.Embedding).
+template <class S>
+struct Embedding {
+  Param<S> weight;  // (vocab, dim)
+
+  Embedding() = default;
+  Embedding(const std::string& name, int vocab, int dim)
+      : weight(name + ".weight", {vocab, dim}, vocab, dim, false) {
+    NANONAV_ASSERT(vocab > 0 && dim > 0);
+  }
+  int vocab() const noexcept { return static_cast<int>(weight.value.rows()); }
+  int dim() const noexcept { return static_cast<int>(weight.value.cols()); }
+
+  /// PyTorch default: N(0, 1).
+  void init(Rng& rng) {
+    for (Eigen::Index i = 0; i < weight.value.size(); ++i)
+      weight.value.data()[i] = static_cast<S>(rng.normal());
+  }
+
+  /// idx[0..n) -> y (n, dim). Throws InvalidArgument for an index outside [0, vocab).
+  template <class I>
+  void forward(const I* idx, Eigen::Index n, MRef<S> y) const {
+    NANONAV_ASSERT(y.rows() == n && y.cols() == dim());
+    for (Eigen::Index i = 0; i < n; ++i) {
+      const long long t = static_cast<long long>(idx[i]);
+      if (t < 0 || t >= vocab())
+        throw InvalidArgument("Embedding: token " + std::to_string(t) + " at position " +
+                              std::to_string(i) + " is outside the vocabulary [0, " +
+                              std::to_string(vocab()) + ")");
+      y.row(i) = weight.value.row(static_cast<Eigen::Index>(t));
+    }
+  }
+  /// dW[idx[i]] += dy[i] (the indices were validated by forward()).
+  template <class I>
+  void backward(const I* idx, Eigen::Index n, const CRef<S>& dy) {
+    for (Eigen::Index i = 0; i < n; ++i)
+      weight.grad.row(static_cast<Eigen::Index>(idx[i])) += dy.row(i);
+  }
+
+  template <class F>
+  void for_each_param(F&& f) { f(weight); }
+  template <class F>
+  void for_each_param(F&& f) const { f(weight); }
+};
+
+// ---- LayerNorm ----------------------------------------------------------------------------
+
+/// y = (x - mean) / sqrt(var + eps) * g + b over each row, biased variance, eps 1e-5
+/// (reference: torch.nn.LayerNorm(dim, bias=...)).
+template <class S>
+struct LayerNorm {
+  Param<S> gain;  // (dim), stored (1, dim); PyTorch "weight"
+  Param<S> bias;  // (dim), stored (1, dim); empty without bias
+  double eps = 1e-5;
+
+  LayerNorm() = default;
+  LayerNorm(const std::string& name, int dim, bool with_bias = true)
+      : gain(name + ".weight", {dim}, 1, dim, false) {
+    NANONAV_ASSERT(dim > 0);
+    gain.value.setOnes();
+    if (with_bias) bias = Param<S>(name + ".bias", {dim}, 1, dim, false);
+  }
+  int dim() const noexcept { return static_cast<int>(gain.value.cols()); }
+  bool has_bias() const noexcept { return bias.value.size() > 0; }
+
+  /// PyTorch default: gain 1, bias 0 (draws nothing from rng).
+  void init(Rng&) {
+    gain.value.setOnes();
+    bias.value.setZero();
+  }
+
+  void forward(const CRef<S>& x, MRef<S> y) const {
+    NANONAV_ASSERT(x.cols() == dim() && y.cols() == dim() && y.rows() == x.rows());
+    const Eigen::Index d = x.cols();
+    for (Eigen::Index r = 0; r < x.rows(); ++r) {
+      const S* xr = x.row(r).data();
+      S* yr = y.row(r).data();
+      S mean, rstd;
+      stats(xr, d, mean, rstd);
+      const S* g = gain.value.data();
+      if (has_bias()) {
+        const S* b = bias.value.data();
+        for (Eigen::Index j = 0; j < d; ++j) yr[j] = (xr[j] - mean) * rstd * g[j] + b[j];
+      } else {
+        for (Eigen::Index j = 0; j < d; ++j) yr[j] = (xr[j] - mean) * rstd * g[j];
+      }
+    }
+  }
+
+  /// With xh = (x - mean) rstd and dxh = dy * g:
+  /// dx += rstd (dxh - mean(dxh) - xh mean(dxh xh)); dg += Σ dy xh; db += Σ dy.
+  /// Mean and rstd are recomputed from x (cheap next to the GEMMs around a norm).
+  void backward(const CRef<S>& x, const CRef<S>& dy, MRef<S> dx) {
+    const Eigen::Index d = x.cols();
+    const S* g = gain.value.data();
+    S* dg = gain.grad.data();
+    S* db = has_bias() ? bias.grad.data() : nullptr;
+    for (Eigen::Index r = 0; r < x.rows(); ++r) {
+      const S* xr = x.row(r).data();
+      const S* dyr = dy.row(r).data();
+      S* dxr = dx.row(r).data();
+      S mean, rstd;
+      stats(xr, d, mean, rstd);
+      S sum_dxh = 0, sum_dxh_xh = 0;
+      for (Eigen::Index j = 0; j < d; ++j) {
+        const S xh = (xr[j] - mean) * rstd;
+        const S dxh = dyr[j] * g[j];
+        sum_dxh += dxh;
+        sum_dxh_xh += dxh * xh;
+        dg[j] += dyr[j] * xh;
+        if (db) db[j] += dyr[j];
+      }
+      const S m1 = sum_dxh / static_cast<S>(d), m2 = sum_dxh_xh / static_cast<S>(d);
+      for (Eigen::Index j = 0; j < d; ++j) {
+        const S xh = (xr[j] - mean) * rstd;
+        dxr[j] += rstd * (dyr[j] * g[j] - m1 - xh * m2);
+      }
+    }
+  }
+
+  template <class F>
+  void for_each_param(F&& f) {
+    f(gain);
+    if (has_bias()) f(bias);
+  }
+  template <class F>
+  void for_each_param(F&& f) const {
+    f(gain);
+    if (has_bias()) f(bias);
+  }
+
+ private:
+  void stats(const S* xr, Eigen::Index d, S& mean, S& rstd) const {
+    S s = 0;
+    for (Eigen::Index j = 0; j < d; ++j) s += xr[j];
+    mean = s / static_cast<S>(d);
+    S v = 0;
+    for (Eigen::Index j = 0; j < d; ++j) v += (xr[j] - mean) * (xr[j] - mean);
+    rstd = S(1) / std::sqrt(v / static_cast<S>(d) + static_cast<S>(eps));
+  }
+};
+
+// ---- GELU ---------------------------------------------------------------------------------
+
+/// Exact GELU, x Φ(x) = 0.5 x (1 + erf(x / sqrt 2)) (reference: torch.nn.GELU()).
+struct Gelu {
+  template <class S>
+  static S value(S x) noexcept {
+    return S(0.5) * x * (S(1) + std::erf(x * S(0.70710678118654752440)));
+  }
+  /// d/dx [x Φ(x)] = Φ(x) + x φ(x).
+  template <class S>
+  static S derivative(S x) noexcept {
+    const S cdf = S(0.5) * (S(1) + std::erf(x * S(0.70710678118654752440)));
+    const S pdf = S(0.39894228040143267794) * std::exp(S(-0.5) * x * x);
+    return cdf + x * pdf;
+  }
+  template <class S>
+  static void forward(const CRef<S>& x, MRef<S> y) {
+    NANONAV_ASSERT(x.rows() == y.rows() && x.cols() == y.cols());
+    for (Eigen::Index r = 0; r < x.rows(); ++r)
+      for (Eigen::Index c = 0; c < x.cols(); ++c) y(r, c) = value(x(r, c));
+  }
+  /// dx += dy * gelu'(x).
+  template <class S>
+  static void backward(const CRef<S>& x, const CRef<S>& dy, MRef<S> dx) {
+    for (Eigen::Index r = 0; r < x.rows(); ++r)
+      for (Eigen::Index c = 0; c < x.cols(); ++c) dx(r, c) += dy(r, c) * derivative(x(r, c));
+  }
+};
+
+// ---- Dropout ------------------------------------------------------------------------------
+
+/// Inverted dropout (reference: torch.nn.Dropout): in training each entry is kept with
+/// probability 1 - p and scaled by 1 / (1 - p); in evaluation it is the identity. The mask is
+/// drawn from a caller-given Rng, so a seed gives the same mask on every platform and thread
+/// count. Each mask byte is 1 (kept) or 0 (dropped).
+struct Dropout {
+  double p = 0.0;
+
+  Dropout() = default;
+  explicit Dropout(double prob) : p(prob) { NANONAV_ASSERT(prob >= 0.0 && prob < 1.0); }
+
+  bool active(bool train) const noexcept { return train && p > 0.0; }
+  /// The scale of kept entries, 1 / (1 - p).
+  double scale() const noexcept { return 1.0 / (1.0 - p); }
+
+  /// Fills mask[0..n): entry dropped when a 32-bit uniform draw is below p * 2^32 (two draws
+  /// per 64-bit RNG output).
+  void sample_mask(Rng& rng, std::uint8_t* mask, std::size_t n) const {
+    const auto threshold = static_cast<std::uint64_t>(std::llround(p * 4294967296.0));
+    std::size_t i = 0;
+    for (; i + 1 < n; i += 2) {
+      const std::uint64_t u = rng.next_u64();
+      mask[i] = (u & 0xFFFFFFFFull) >= threshold;
+      mask[i + 1] = (u >> 32) >= threshold;
+    }
+    if (i < n) mask[i] = (rng.next_u64() & 0xFFFFFFFFull) >= threshold;
+  }
+
+  /// y = x * mask * scale (train) or y = x (eval). mask holds x.size() bytes in row-major order.
+  template <class S>
+  void forward(const CRef<S>& x, const std::uint8_t* mask, MRef<S> y, bool train) const {
+    NANONAV_ASSERT(x.rows() == y.rows() && x.cols() == y.cols());
+    if (!active(train)) {
+      y = x;
+      return;
+    }
+    const S sc = static_cast<S>(scale());
+    for (Eigen::Index r = 0; r < x.rows(); ++r) {
+      const std::uint8_t* m = mask + r * x.cols();
+      for (Eigen::Index c = 0; c < x.cols(); ++c) y(r, c) = m[c] ? x(r, c) * sc : S(0);
+    }
+  }
+  /// dx += dy * mask * scale (train) or dx += dy (eval).
+  template <class S>
+  void backward(const std::uint8_t* mask, const CRef<S>& dy, MRef<S> dx, bool train) const {
+    if (!active(train)) {
+      dx += dy;
+      return;
+    }
+    const S sc = static_cast<S>(scale());
+    for (Eigen::Index r = 0; r < dy.rows(); ++r) {
+      const std::uint8_t* m = mask + r * dy.cols();
+      for (Eigen::Index c = 0; c < dy.cols(); ++c)
+        if (m[c]) dx(r, c) += dy(r, c) * sc;
+    }
+  }
+};
+
+// ---- Residual add and mean-pool -------------------------------------------------------------
+
+/// y = x + f (a residual connection). Backward: dx += dy and df += dy.
+template <class S>
+inline void residual_forward(const CRef<S>& x, const CRef<S>& f, MRef<S> y) {
+  y = x + f;
+}
+template <class S>
+inline void residual_backward(const CRef<S>& dy, MRef<S> dx, MRef<S> df) {
+  dx += dy;
+  df += dy;
+}
+
+/// How the rows of a (tokens * batch, dim) activation block are ordered.
+enum class TokenOrder : std::uint8_t {
+  SampleMajor,  ///< row b * tokens + t (PyTorch's (B, T, dim))
+  TokenMajor,   ///< row t * batch + b (the TRM's layout: a (T, B * dim) view mixes tokens)
+};
+
+/// y[b] = mean over t of x[row(b, t)]: x (batch * tokens, dim) -> y (batch, dim).
+template <class S>
+inline void mean_pool_forward(const CRef<S>& x, int batch, int tokens, TokenOrder order,
+                              MRef<S> y) {
+  NANONAV_ASSERT(x.rows() == static_cast<Eigen::Index>(batch) * tokens && y.rows() == batch &&
+                 y.cols() == x.cols());
+  y.setZero();
+  for (int t = 0; t < tokens; ++t)
+    for (int b = 0; b < batch; ++b)
+      y.row(b) += x.row(order == TokenOrder::TokenMajor ? t * batch + b : b * tokens + t);
+  y *= S(1) / static_cast<S>(tokens);
+}
+/// dx[row(b, t)] += dy[b] / tokens.
+template <class S>
+inline void mean_pool_backward(const CRef<S>& dy, int batch, int tokens, TokenOrder order,
+                               MRef<S> dx) {
+  const S inv = S(1) / static_cast<S>(tokens);
+  for (int t = 0; t < tokens; ++t)
+    for (int b = 0; b < batch; ++b)
+      dx.row(order == TokenOrder::TokenMajor ? t * batch + b : b * tokens + t) += dy.row(b) * inv;
+}
+
+}  // namespace nanonav::nn
