@@ -1,0 +1,234 @@
+#pragma once
+/// State -> tokens, and the 8 symmetries (dihedral group D4) of a square grid acting on maps,
+/// positions, actions, action masks and token sequences.
+///
+/// Token layout for an N x N map (T = N*N + 4 tokens, vocabulary 3 + N, all uint8):
+///   [0, N*N)   cells, row-major: 1 = free, 2 = obstacle
+///   N*N + 0    current row + 3
+///   N*N + 1    current column + 3
+///   N*N + 2    goal row + 3
+///   N*N + 3    goal column + 3
+/// Token 0 is never produced. N <= 252 so that the largest token (N + 2) fits a byte with
+/// room to spare.
+///
+/// The 8 transforms, as maps of a cell (r, c) of an N x N grid, m = N - 1, and of the four
+/// moves (Stay is fixed by all of them):
+///
+///   id  name           (r, c) ->        Up     Down   Left   Right   numpy
+///   0   Identity       (r, c)           Up     Down   Left   Right
+///   1   Rot90          (c, m - r)       Right  Left   Up     Down    rot90(g, k=-1)  clockwise
+///   2   Rot180         (m - r, m - c)   Down   Up     Right  Left    rot90(g, k=2)
+///   3   Rot270         (m - c, r)       Left   Right  Down   Up      rot90(g, k=-3)
+///   4   FlipH          (r, m - c)       Up     Down   Right  Left    fliplr(g)
+///   5   FlipV          (m - r, c)       Down   Up     Left   Right   flipud(g)
+///   6   Transpose      (c, r)           Left   Right  Up     Down    g.T
+///   7   AntiTranspose  (m - c, m - r)   Right  Left   Down   Up      rot90(g, 2).T
+///
+/// Inverses: Rot90 <-> Rot270; every other transform is its own inverse.
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "detail/assert.hpp"
+#include "errors.hpp"
+#include "grid.hpp"
+
+namespace nanonav {
+
+inline constexpr std::uint8_t kTokenFree = 1;
+inline constexpr std::uint8_t kTokenObstacle = 2;
+inline constexpr std::uint8_t kTokenCoordOffset = 3;  ///< coordinate k is token k + 3
+inline constexpr int kMaxEncodedGridSize = 252;
+
+/// Tokens per state for an N x N map: N*N cells + 4 coordinates.
+constexpr int tokens_per_state(int n) noexcept { return n * n + 4; }
+/// Number of distinct token values for an N x N map: 0 (unused), 1, 2, and N coordinates.
+constexpr int vocab_size(int n) noexcept { return 3 + n; }
+
+/// Checks that a map can be encoded (square, 2..252 cells a side) and returns its side N.
+/// Throws InvalidArgument otherwise.
+inline int encodable_size(const GridView& g) {
+  if (g.width != g.height)
+    throw InvalidArgument("encoding: the map must be square, got " + std::to_string(g.width) +
+                          "x" + std::to_string(g.height));
+  if (g.width < 2 || g.width > kMaxEncodedGridSize)
+    throw InvalidArgument("encoding: the map side must be in [2, " +
+                          std::to_string(kMaxEncodedGridSize) + "], got " +
+                          std::to_string(g.width));
+  return g.width;
+}
+
+namespace detail {
+inline void check_encoded_pos(int n, Pos p, const char* which) {
+  if (p.row < 0 || p.col < 0 || p.row >= n || p.col >= n)
+    throw InvalidArgument(std::string("encode_state: ") + which + " (" + std::to_string(p.row) +
+                          "," + std::to_string(p.col) + ") is outside the " + std::to_string(n) +
+                          "x" + std::to_string(n) + " map");
+}
+}  // namespace detail
+
+/// Rewrites only the two current-position tokens of an encoded state (for rollouts: the map
+/// and goal tokens do not change while the agent moves). `out` holds tokens_per_state(n) bytes.
+inline void encode_current(int n, Pos cur, std::uint8_t* out) {
+  detail::check_encoded_pos(n, cur, "current position");
+  out[n * n + 0] = static_cast<std::uint8_t>(cur.row + kTokenCoordOffset);
+  out[n * n + 1] = static_cast<std::uint8_t>(cur.col + kTokenCoordOffset);
+}
+
+/// Writes the tokens_per_state(N) tokens of (map, current, goal) into `out` (no allocation).
+/// Throws InvalidArgument for a map encodable_size rejects or a position off the map.
+inline void encode_state(const GridView& g, Pos cur, Pos goal, std::uint8_t* out) {
+  const int n = encodable_size(g);
+  detail::check_encoded_pos(n, goal, "goal");
+  for (int r = 0; r < n; ++r)
+    for (int c = 0; c < n; ++c)
+      out[r * n + c] = g.blocked({r, c}) ? kTokenObstacle : kTokenFree;
+  encode_current(n, cur, out);
+  out[n * n + 2] = static_cast<std::uint8_t>(goal.row + kTokenCoordOffset);
+  out[n * n + 3] = static_cast<std::uint8_t>(goal.col + kTokenCoordOffset);
+}
+
+/// Convenience form of encode_state that allocates its result.
+inline std::vector<std::uint8_t> encode_state(const GridView& g, Pos cur, Pos goal) {
+  std::vector<std::uint8_t> out(static_cast<std::size_t>(tokens_per_state(encodable_size(g))));
+  encode_state(g, cur, goal, out.data());
+  return out;
+}
+
+// ---- dihedral transforms ---------------------------------------------------------------
+
+/// The 8 symmetries of a square; see the table at the top of this header.
+enum class Dihedral : std::uint8_t {
+  Identity = 0,
+  Rot90 = 1,   ///< 90 degrees clockwise
+  Rot180 = 2,
+  Rot270 = 3,  ///< 270 degrees clockwise (90 counter-clockwise)
+  FlipH = 4,   ///< left <-> right
+  FlipV = 5,   ///< up <-> down
+  Transpose = 6,
+  AntiTranspose = 7,
+};
+inline constexpr int kNumDihedral = 8;
+
+inline const char* to_string(Dihedral d) noexcept {
+  switch (d) {
+    case Dihedral::Identity: return "identity";
+    case Dihedral::Rot90: return "rot90";
+    case Dihedral::Rot180: return "rot180";
+    case Dihedral::Rot270: return "rot270";
+    case Dihedral::FlipH: return "flip_h";
+    case Dihedral::FlipV: return "flip_v";
+    case Dihedral::Transpose: return "transpose";
+    case Dihedral::AntiTranspose: return "anti_transpose";
+  }
+  return "?";
+}
+
+namespace detail {
+// Each transform as a signed permutation matrix acting on centred coordinates
+// (2r - m, 2c - m): {a, b, c, d} means r' = a r + b c, c' = c r + d c.
+inline constexpr std::array<std::array<int, 4>, kNumDihedral> kDihedralMatrix{{
+    {{1, 0, 0, 1}},    // Identity
+    {{0, 1, -1, 0}},   // Rot90
+    {{-1, 0, 0, -1}},  // Rot180
+    {{0, -1, 1, 0}},   // Rot270
+    {{1, 0, 0, -1}},   // FlipH
+    {{-1, 0, 0, 1}},   // FlipV
+    {{0, 1, 1, 0}},    // Transpose
+    {{0, -1, -1, 0}},  // AntiTranspose
+}};
+
+constexpr Dihedral dihedral_from_matrix(const std::array<int, 4>& m) noexcept {
+  for (int i = 0; i < kNumDihedral; ++i) {
+    const auto& t = kDihedralMatrix[static_cast<std::size_t>(i)];
+    if (t[0] == m[0] && t[1] == m[1] && t[2] == m[2] && t[3] == m[3])
+      return static_cast<Dihedral>(i);
+  }
+  return Dihedral::Identity;  // unreachable: D4 is closed under products
+}
+}  // namespace detail
+
+/// The transform that applies b first, then a (a o b).
+constexpr Dihedral compose(Dihedral a, Dihedral b) noexcept {
+  const auto& x = detail::kDihedralMatrix[static_cast<std::size_t>(a)];
+  const auto& y = detail::kDihedralMatrix[static_cast<std::size_t>(b)];
+  return detail::dihedral_from_matrix({{x[0] * y[0] + x[1] * y[2], x[0] * y[1] + x[1] * y[3],
+                                        x[2] * y[0] + x[3] * y[2], x[2] * y[1] + x[3] * y[3]}});
+}
+
+/// The transform that undoes d.
+constexpr Dihedral inverse(Dihedral d) noexcept {
+  if (d == Dihedral::Rot90) return Dihedral::Rot270;
+  if (d == Dihedral::Rot270) return Dihedral::Rot90;
+  return d;
+}
+
+/// Where cell p of an n x n grid goes under d.
+constexpr Pos transform(Dihedral d, Pos p, int n) noexcept {
+  const auto& t = detail::kDihedralMatrix[static_cast<std::size_t>(d)];
+  const int m = n - 1;
+  const int x = 2 * p.row - m, y = 2 * p.col - m;
+  return {(t[0] * x + t[1] * y + m) / 2, (t[2] * x + t[3] * y + m) / 2};
+}
+
+/// The action that does on the transformed grid what `a` does on the original.
+constexpr Action transform(Dihedral d, Action a) noexcept {
+  if (a == Action::Stay) return a;
+  const auto& t = detail::kDihedralMatrix[static_cast<std::size_t>(d)];
+  const Pos v = delta(a);
+  const int dr = t[0] * v.row + t[1] * v.col, dc = t[2] * v.row + t[3] * v.col;
+  if (dr == -1) return Action::Up;
+  if (dr == 1) return Action::Down;
+  return dc == -1 ? Action::Left : Action::Right;
+}
+
+/// A 5-bit action mask (bit a = action a) with each action transformed by d.
+constexpr std::uint8_t transform_mask(Dihedral d, std::uint8_t mask) noexcept {
+  std::uint8_t out = static_cast<std::uint8_t>(mask & ~0x0Fu);  // Stay (and stray bits) fixed
+  for (int a = 0; a < 4; ++a)
+    if (mask & (1u << a))
+      out = static_cast<std::uint8_t>(out | (1u << static_cast<int>(transform(d, static_cast<Action>(a)))));
+  return out;
+}
+
+/// Writes the n*n cells of square map `src` transformed by d into `dst` (row-major, stride n,
+/// 0 = free, 1 = blocked). Throws InvalidArgument for a non-square map.
+inline void transform_grid(Dihedral d, const GridView& src, std::uint8_t* dst) {
+  if (src.width != src.height)
+    throw InvalidArgument("transform_grid: the map must be square, got " +
+                          std::to_string(src.width) + "x" + std::to_string(src.height));
+  const int n = src.width;
+  for (int r = 0; r < n; ++r)
+    for (int c = 0; c < n; ++c) {
+      const Pos q = transform(d, Pos{r, c}, n);
+      dst[q.row * n + q.col] = src.blocked({r, c}) ? 1 : 0;
+    }
+}
+
+/// The square map `src` transformed by d, as a new Grid.
+inline Grid transform_grid(Dihedral d, const GridView& src) {
+  Grid out(src.width, src.height);
+  transform_grid(d, src, out.data());
+  return out;
+}
+
+/// Transforms an encoded state of an n x n map (tokens_per_state(n) tokens) by d: the cells
+/// are permuted and the coordinate tokens mapped. `in` and `out` must not overlap.
+inline void transform_tokens(Dihedral d, int n, const std::uint8_t* in, std::uint8_t* out) {
+  NANONAV_ASSERT(in != out);
+  for (int r = 0; r < n; ++r)
+    for (int c = 0; c < n; ++c) {
+      const Pos q = transform(d, Pos{r, c}, n);
+      out[q.row * n + q.col] = in[r * n + c];
+    }
+  for (int k = 0; k < 2; ++k) {
+    const std::uint8_t* src = in + n * n + 2 * k;
+    const Pos p{src[0] - kTokenCoordOffset, src[1] - kTokenCoordOffset};
+    const Pos q = transform(d, p, n);
+    out[n * n + 2 * k + 0] = static_cast<std::uint8_t>(q.row + kTokenCoordOffset);
+    out[n * n + 2 * k + 1] = static_cast<std::uint8_t>(q.col + kTokenCoordOffset);
+  }
+}
+
+}  // namespace nanonav
