@@ -4,12 +4,32 @@
 /// every cell with its optimal actions.
 ///
 /// Tie-breaking (deterministic): among open nodes of equal f = g + h, the one with the larger
-/// g is expanded first; remaining ties go to the node pushed last. Neighbours are generated
-/// in the order Up, Down, Left, Right, then Up-Left, Up-Right, Down-Left, Down-Right.
+/// g is expanded first; remaining ties go to the node whose g was set (pushed or lowered) last.
+/// Neighbours are generated in the order Up, Down, Left, Right, then Up-Left, Up-Right,
+/// Down-Left, Down-Right; a neighbour's parent changes only on a strictly smaller g.
+///
+/// How it is fast:
+/// - prepare() turns the map into one byte per cell holding the legal moves (bit m = move m in
+///   the order above; a diagonal needs both orthogonal cells free). The inner loop visits only
+///   legal moves, with no bounds or obstacle checks, on flat row-major arrays.
+/// - Per-cell state (g, heap slot) is reset by a generation stamp, not by clearing.
+/// - The open list is an indexed binary heap with decrease-key (no stale entries).
+/// - Costs are exact integers (below), so keys are single 64-bit compares.
+///
+/// Exact costs: a path with a straight and b diagonal moves costs a + b*sqrt(2). The search
+/// uses the integer a*2^k + b*D with D = round(sqrt(2)*2^k), k chosen per map as large as fits
+/// in 63 bits (k = 43 for 512x512, about 50 for 49x49). Integer sums have no rounding, so equal
+/// true costs give equal keys. Distinct costs x + y*sqrt(2) != 0 satisfy
+/// |x + y*sqrt(2)| >= 1 / (|x| + sqrt(2)|y|) (because |x^2 - 2y^2| >= 1), while the scaled
+/// error is at most |y| * 2^-(k+1); so the order of any two path costs is exact whenever
+/// 2.5 * M^2 < 2^(k+1), M = cells + width + height: every map up to ~1.5 million cells. On
+/// larger maps a path may be longer than optimal by at most cells * 2^-(k+1) (< 1e-6).
+/// The reported cost is computed from the path's move counts as a + b * sqrt(2) in double.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -27,7 +47,7 @@ struct SearchResult {
   bool found = false;
   std::vector<Pos> path;        ///< start ... goal inclusive (empty if not found)
   double cost = 0.0;            ///< sum of step costs: 1 straight, sqrt(2) diagonal
-  std::size_t expansions = 0;   ///< nodes taken off the open list and expanded
+  std::size_t expansions = 0;   ///< nodes taken off the open list and expanded (not the goal)
 };
 
 /// Thrown when start or goal are outside the map or blocked.
@@ -46,82 +66,186 @@ inline void check_endpoint(const GridView& g, Pos p, const char* which) {
     throw SearchError(std::string("A*: ") + which + " (" + std::to_string(p.row) + "," +
                       std::to_string(p.col) + ") is a blocked cell");
 }
+
+inline int count_trailing_zeros(unsigned x) noexcept {
+  NANONAV_ASSERT(x != 0);
+#if defined(__GNUC__) || defined(__clang__)
+  return __builtin_ctz(x);
+#else
+  int n = 0;
+  while (!(x & 1u)) { x >>= 1; ++n; }
+  return n;
+#endif
+}
 }  // namespace detail
 
-/// A reusable A* workspace: after the first query on a map of a given size, queries do not
-/// allocate (the result's path vector keeps its capacity too when passed back in).
+/// A reusable A* workspace.
+///
+/// Two ways to use it:
+/// - `search(map, start, goal, conn)`: prepares `map` (O(cells), one byte a cell) and searches.
+///   Always correct, even if the caller changed the map's bytes since the last call.
+/// - `prepare(map)` once, then `search(start, goal, conn)` many times: for many queries on one
+///   map (the benchmark does this). The workspace keeps its own copy of the map, so later
+///   changes to the caller's buffer are not seen until prepare() is called again.
+/// After the first query on a map of a given size, neither prepare() nor search() allocates
+/// (the result's path vector keeps its capacity too when the same SearchResult is passed in).
+/// Not thread-safe: use one workspace per thread.
 class AStar {
  public:
-  /// Searches from start to goal. Throws SearchError if either is outside or blocked.
-  void search(const GridView& g, Pos start, Pos goal, Connectivity conn, SearchResult& out) {
+  /// Copies `g` into the workspace as a table of legal moves. Throws InvalidArgument for a
+  /// map of 2^30 cells or more.
+  void prepare(const GridView& g) {
+    NANONAV_ASSERT(g.data != nullptr && g.width > 0 && g.height > 0);
+    const std::size_t w = static_cast<std::size_t>(g.width), h = static_cast<std::size_t>(g.height);
+    if (w * h >= (std::size_t{1} << 30))
+      throw InvalidArgument("AStar: a map of " + std::to_string(g.width) + "x" +
+                            std::to_string(g.height) + " cells is too large (limit 2^30 cells)");
+    width_ = g.width;
+    height_ = g.height;
+    const std::size_t n = w * h;
+    // Normalised copy (for endpoint checks and error messages) and a padded copy (a border of
+    // blocked cells, so the move table below needs no bounds checks).
+    map_.resize(n);
+    const std::size_t pw = w + 2;
+    pad_.assign(pw * (h + 2), 1);
+    for (std::size_t r = 0; r < h; ++r) {
+      const std::uint8_t* src = g.data + static_cast<std::ptrdiff_t>(r) * g.stride;
+      std::uint8_t* dst = map_.data() + r * w;
+      std::uint8_t* pdst = pad_.data() + (r + 1) * pw + 1;
+      for (std::size_t c = 0; c < w; ++c) {
+        const std::uint8_t b = src[c] >= g.lethal ? 1 : 0;
+        dst[c] = b;
+        pdst[c] = b;
+      }
+    }
+    moves_.resize(n);
+    for (std::size_t r = 0; r < h; ++r) {
+      const std::uint8_t* up = pad_.data() + r * pw + 1;
+      const std::uint8_t* mid = up + pw;
+      const std::uint8_t* down = mid + pw;
+      std::uint8_t* out = moves_.data() + r * w;
+      for (std::size_t c = 0; c < w; ++c) {
+        const unsigned fu = !up[c], fd = !down[c], fl = !mid[c - 1], fr = !mid[c + 1];
+        unsigned m = fu | fd << 1 | fl << 2 | fr << 3;
+        m |= (fu & fl & !up[c - 1]) << 4 | (fu & fr & !up[c + 1]) << 5 |
+             (fd & fl & !down[c - 1]) << 6 | (fd & fr & !down[c + 1]) << 7;
+        out[c] = mid[c] ? 0 : static_cast<std::uint8_t>(m);
+      }
+    }
+    const std::ptrdiff_t iw = static_cast<std::ptrdiff_t>(w);
+    const std::ptrdiff_t off[8] = {-iw, iw, -1, 1, -iw - 1, -iw + 1, iw - 1, iw + 1};
+    std::copy(off, off + 8, offset_);
+    // Scale 2^k: the largest f is below 1.5 * (cells + width + height) steps.
+    const double fmax = 1.5 * static_cast<double>(n + w + h + 2);
+    int k = 0;
+    while (k < 60 && std::ldexp(fmax, k + 1) < 0x1.0p62) ++k;
+    shift_ = k;
+    straight_ = std::uint64_t{1} << k;
+    constexpr std::uint64_t kSqrt2Q62 = 0x5A827999FCEF3242ull;  // floor(sqrt(2) * 2^62)
+    diagonal_ = (kSqrt2Q62 + (std::uint64_t{1} << (61 - k))) >> (62 - k);
+    if (cells_.size() != n) {
+      cells_.assign(n, Cell{});
+      parent_move_.assign(n, 0);
+      generation_ = 0;
+    }
+  }
+
+  /// True once prepare() (or a search with a map) has been called.
+  bool prepared() const noexcept { return width_ > 0; }
+  int width() const noexcept { return width_; }
+  int height() const noexcept { return height_; }
+  /// The prepared map (0 free, 1 blocked). Only valid while prepared().
+  GridView map() const {
+    NANONAV_ASSERT(prepared());
+    return GridView(map_.data(), width_, height_, width_, 1);
+  }
+  /// The scale 2^k of the integer costs (see the header comment); for tests.
+  int cost_shift() const noexcept { return shift_; }
+
+  /// Searches the prepared map from start to goal. Throws SearchError if either is outside or
+  /// blocked.
+  void search(Pos start, Pos goal, Connectivity conn, SearchResult& out) {
+    const GridView g = map();
     detail::check_endpoint(g, start, "start");
     detail::check_endpoint(g, goal, "goal");
     out.found = false;
     out.path.clear();
     out.cost = 0.0;
     out.expansions = 0;
-    const std::size_t n = static_cast<std::size_t>(g.width) * static_cast<std::size_t>(g.height);
-    if (stamp_.size() != n) {
-      stamp_.assign(n, 0);
-      closed_.assign(n, 0);
-      gval_.assign(n, 0.0);
-      parent_.assign(n, -1);
-      generation_ = 0;
-    }
     if (++generation_ == 0) {  // wrapped: clear the stamps once every 2^32 queries
-      std::fill(stamp_.begin(), stamp_.end(), 0u);
-      std::fill(closed_.begin(), closed_.end(), 0u);
+      for (auto& c : cells_) c.stamp = 0;
       generation_ = 1;
     }
     heap_.clear();
-    const auto idx = [&](Pos p) { return p.row * g.width + p.col; };
-    const auto h = [&](Pos p) {
-      const int dr = std::abs(p.row - goal.row), dc = std::abs(p.col - goal.col);
-      if (conn == Connectivity::Four) return static_cast<double>(dr + dc);
+    order_ = 0;
+    const bool eight = conn == Connectivity::Eight;
+    const unsigned move_mask = eight ? 0xFFu : 0x0Fu;
+    const int w = width_;
+    const int gi = goal.row * w + goal.col;
+    const std::uint64_t S = straight_, D = diagonal_;
+    const auto heuristic = [&](int row, int col) -> std::uint64_t {
+      const int dr = std::abs(row - goal.row), dc = std::abs(col - goal.col);
+      if (!eight) return static_cast<std::uint64_t>(dr + dc) * S;
       const int lo = dr < dc ? dr : dc, hi = dr < dc ? dc : dr;
-      return (hi - lo) + kSqrt2 * lo;
+      return static_cast<std::uint64_t>(hi - lo) * S + static_cast<std::uint64_t>(lo) * D;
     };
-    const int s = idx(start);
-    stamp_[s] = generation_;
-    gval_[s] = 0.0;
-    parent_[s] = -1;
-    push({h(start), 0.0, counter_ = 0, s});
     static constexpr int kDr[8] = {-1, 1, 0, 0, -1, -1, 1, 1};
     static constexpr int kDc[8] = {0, 0, -1, 1, -1, 1, -1, 1};
-    const int nmoves = conn == Connectivity::Four ? 4 : 8;
-    const int goal_i = idx(goal);
+
+    const int si = start.row * w + start.col;
+    Cell& sc = cells_[static_cast<std::size_t>(si)];
+    sc.stamp = generation_;
+    sc.g = 0;
+    push({heuristic(start.row, start.col), 0, order_++, static_cast<std::uint32_t>(si)});
+    Cell* const cells = cells_.data();
+    const std::uint8_t* const moves = moves_.data();
     while (!heap_.empty()) {
-      const Node cur = pop();
-      if (closed_[cur.index] == generation_) continue;  // stale entry
-      if (cur.g > gval_[cur.index]) continue;
-      closed_[cur.index] = generation_;
-      if (cur.index == goal_i) {
-        out.found = true;
-        out.cost = cur.g;
-        for (int i = goal_i; i != -1; i = parent_[i]) out.path.push_back({i / g.width, i % g.width});
-        std::reverse(out.path.begin(), out.path.end());
+      const Entry cur = pop();
+      const int ci = static_cast<int>(cur.node);
+      cells[ci].heap = kClosed;
+      if (ci == gi) {
+        finish(start, goal, out);
         return;
       }
       ++out.expansions;
-      const Pos p{cur.index / g.width, cur.index % g.width};
-      for (int m = 0; m < nmoves; ++m) {
-        const Pos q{p.row + kDr[m], p.col + kDc[m]};
-        if (!g.is_free(q)) continue;
-        double step_cost = 1.0;
-        if (m >= 4) {  // diagonal: both orthogonal cells must be free (no corner cutting)
-          if (!g.is_free({p.row + kDr[m], p.col}) || !g.is_free({p.row, p.col + kDc[m]})) continue;
-          step_cost = kSqrt2;
+      const int row = ci / w, col = ci - (ci / w) * w;
+      unsigned m = moves[ci] & move_mask;
+      while (m != 0) {
+        const int k = detail::count_trailing_zeros(m);
+        m &= m - 1;
+        const int qi = ci + static_cast<int>(offset_[k]);
+        Cell& q = cells[qi];
+        const std::uint64_t ng = cur.g + (k < 4 ? S : D);
+        if (q.stamp == generation_) {
+          if (q.heap == kClosed || q.g <= ng) continue;
+          q.g = ng;
+          parent_move_[static_cast<std::size_t>(qi)] = static_cast<std::uint8_t>(k);
+          Entry& e = heap_[q.heap];
+          e.f = e.f - e.g + ng;
+          e.g = ng;
+          e.order = order_++;
+          sift_up(q.heap);
+        } else {
+          q.stamp = generation_;
+          q.g = ng;
+          parent_move_[static_cast<std::size_t>(qi)] = static_cast<std::uint8_t>(k);
+          push({ng + heuristic(row + kDr[k], col + kDc[k]), ng, order_++,
+                static_cast<std::uint32_t>(qi)});
         }
-        const int qi = idx(q);
-        if (closed_[qi] == generation_) continue;
-        const double ng = cur.g + step_cost;
-        if (stamp_[qi] == generation_ && gval_[qi] <= ng) continue;
-        stamp_[qi] = generation_;
-        gval_[qi] = ng;
-        parent_[qi] = cur.index;
-        push({ng + h(q), ng, ++counter_, qi});
       }
     }
+  }
+
+  SearchResult search(Pos start, Pos goal, Connectivity conn = Connectivity::Four) {
+    SearchResult r;
+    search(start, goal, conn, r);
+    return r;
+  }
+
+  /// prepare(g) then search(start, goal, conn, out).
+  void search(const GridView& g, Pos start, Pos goal, Connectivity conn, SearchResult& out) {
+    prepare(g);
+    search(start, goal, conn, out);
   }
 
   SearchResult search(const GridView& g, Pos start, Pos goal,
@@ -132,34 +256,85 @@ class AStar {
   }
 
  private:
-  struct Node {
-    double f, g;
-    std::uint64_t order;
-    int index;
+  static constexpr std::uint32_t kClosed = std::numeric_limits<std::uint32_t>::max();
+  struct Cell {
+    std::uint64_t g = 0;     // scaled integer cost (valid when stamp == generation_)
+    std::uint32_t stamp = 0;
+    std::uint32_t heap = 0;  // slot in heap_, or kClosed once expanded
   };
-  // True when a should be expanded after b.
-  static bool later(const Node& a, const Node& b) noexcept {
-    if (a.f != b.f) return a.f > b.f;
-    if (a.g != b.g) return a.g < b.g;
-    return a.order < b.order;
+  struct Entry {
+    std::uint64_t f, g;
+    std::uint32_t order;  // larger = g set more recently
+    std::uint32_t node;
+  };
+  // True when a is to be expanded before b.
+  static bool before(const Entry& a, const Entry& b) noexcept {
+    if (a.f != b.f) return a.f < b.f;
+    if (a.g != b.g) return a.g > b.g;
+    return a.order > b.order;
   }
-  void push(const Node& n) {
-    heap_.push_back(n);
-    std::push_heap(heap_.begin(), heap_.end(), later);
+  void push(const Entry& e) {
+    heap_.push_back(e);
+    sift_up(static_cast<std::uint32_t>(heap_.size() - 1));
   }
-  Node pop() {
-    std::pop_heap(heap_.begin(), heap_.end(), later);
-    const Node n = heap_.back();
+  void sift_up(std::uint32_t i) {
+    const Entry e = heap_[i];
+    while (i > 0) {
+      const std::uint32_t parent = (i - 1) / 2;
+      if (!before(e, heap_[parent])) break;
+      heap_[i] = heap_[parent];
+      cells_[heap_[i].node].heap = i;
+      i = parent;
+    }
+    heap_[i] = e;
+    cells_[e.node].heap = i;
+  }
+  Entry pop() {
+    const Entry top = heap_.front();
+    const Entry last = heap_.back();
     heap_.pop_back();
-    return n;
+    const std::uint32_t n = static_cast<std::uint32_t>(heap_.size());
+    if (n > 0) {
+      std::uint32_t i = 0;
+      while (true) {
+        std::uint32_t child = 2 * i + 1;
+        if (child >= n) break;
+        if (child + 1 < n && before(heap_[child + 1], heap_[child])) ++child;
+        if (!before(heap_[child], last)) break;
+        heap_[i] = heap_[child];
+        cells_[heap_[i].node].heap = i;
+        i = child;
+      }
+      heap_[i] = last;
+      cells_[last.node].heap = i;
+    }
+    return top;
+  }
+  void finish(Pos start, Pos goal, SearchResult& out) {
+    const int w = width_;
+    const int si = start.row * w + start.col;
+    std::size_t diagonal = 0, straight = 0;
+    for (int i = goal.row * w + goal.col;; ) {
+      out.path.push_back({i / w, i % w});
+      if (i == si) break;
+      const int k = parent_move_[static_cast<std::size_t>(i)];
+      (k < 4 ? straight : diagonal) += 1;
+      i -= static_cast<int>(offset_[k]);
+    }
+    std::reverse(out.path.begin(), out.path.end());
+    out.found = true;
+    out.cost = static_cast<double>(straight) + static_cast<double>(diagonal) * kSqrt2;
   }
 
-  std::vector<std::uint32_t> stamp_, closed_;
-  std::vector<double> gval_;
-  std::vector<int> parent_;
-  std::vector<Node> heap_;
+  int width_ = 0, height_ = 0;
+  std::vector<std::uint8_t> map_, pad_, moves_, parent_move_;
+  std::vector<Cell> cells_;
+  std::vector<Entry> heap_;
+  std::ptrdiff_t offset_[8] = {};
+  std::uint64_t straight_ = 1, diagonal_ = 1;
+  int shift_ = 0;
   std::uint32_t generation_ = 0;
-  std::uint64_t counter_ = 0;
+  std::uint32_t order_ = 0;
 };
 
 /// One-shot convenience (allocates a workspace): the path from start to goal.
