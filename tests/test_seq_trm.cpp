@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 
+#include <nanonav/nn/adamw.hpp>
 #include <nanonav/seq_trm.hpp>
 
 #include "gradcheck.hpp"
@@ -193,4 +194,31 @@ TEST_CASE("maze examples mask the layout, and constrained decoding only steps to
     CHECK(std::abs(path[i].row - path[i - 1].row) + std::abs(path[i].col - path[i - 1].col) == 1);
   }
   CHECK_THROWS_AS(decode_maze_path(SeqTrm<float>(SeqTrmConfig{10, 4, 1}), mp.problem), InvalidArgument);
+}
+
+TEST_CASE("the notebook's toy: [1,2,3,4] -> [2,3,4,5] is learnt to a loss below 0.01", "[seq_trm]") {
+  SeqTrm<float> m(SeqTrmConfig{10, 16, 1});
+  m.init(0);
+  nn::AdamWConfig adam;
+  adam.weight_decay = 0.0;  // plain Adam, as the notebook
+  nn::AdamW<float> opt(adam);
+  SeqTrainer<float> tr(m, 1);
+  const std::vector<SeqExample> batch{SeqExample{{1, 2, 3, 4, 5}, {1, 1, 1, 1}}};
+  SeqStats st;
+  for (int step = 0; step < 100; ++step) {
+    m.zero_grad();
+    st = tr.loss_and_grad(batch);
+    opt.step(m, 0.01);
+  }
+  m.zero_grad();
+  st = tr.loss_and_grad(batch);
+  CHECK(st.loss < 0.01);
+  CHECK(st.correct == 4);
+  nn::Mat<float> logits;
+  seq_logits(m, {1, 2, 3, 4}, logits);
+  for (int t = 0; t < 4; ++t) {
+    Eigen::Index arg = 0;
+    logits.row(t).maxCoeff(&arg);
+    CHECK(arg == t + 2);
+  }
 }
