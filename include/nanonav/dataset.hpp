@@ -1,0 +1,465 @@
+#pragma once
+/// Demonstrations -> (tokens, action, mask) arrays, generated in parallel but deterministically,
+/// saved to and loaded from safetensors files (docs/formats.md describes the bytes).
+///
+/// Labelling modes:
+///  - path: A* (4-connected) from start to goal; one sample per cell of the path except the
+///    goal itself (the episode ends there, so the goal state is never a decision). Label =
+///    the move A* made from that cell.
+///  - all-cells: one sample for every free cell that can reach the goal, except the goal.
+///    Label = the lowest-numbered optimal action (Up < Down < Left < Right), a fixed rule
+///    instead of A*'s tie-breaking, so that no A* run per cell is needed.
+/// In both modes `mask` has bit a set for every optimal action a at that state (one reverse
+/// BFS from the goal), so the label's bit is always set and Stay never occurs.
+///
+/// Augmentation: every map's samples are repeated under all 8 dihedral transforms
+/// (encoding.hpp), identity first, so an augmented dataset has exactly 8x the samples.
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "astar.hpp"
+#include "detail/rng.hpp"
+#include "detail/safetensors.hpp"
+#include "encoding.hpp"
+#include "errors.hpp"
+#include "grid.hpp"
+#include "map_gen.hpp"
+#include "version.hpp"
+
+namespace nanonav {
+
+/// How samples are chosen and labelled (see the top of this header).
+enum class LabelMode : std::uint8_t { Path = 0, AllCells = 1 };
+
+inline const char* to_string(LabelMode m) noexcept {
+  return m == LabelMode::AllCells ? "all-cells" : "path";
+}
+
+/// "path" or "all-cells". Throws InvalidArgument for anything else.
+inline LabelMode parse_label_mode(const std::string& s) {
+  if (s == "path") return LabelMode::Path;
+  if (s == "all-cells") return LabelMode::AllCells;
+  throw InvalidArgument("unknown labelling mode '" + s + "' (expected path or all-cells)");
+}
+
+/// Version of the dataset file layout written by save_dataset.
+inline constexpr int kDatasetFormatVersion = 1;
+
+/// What a dataset was generated from. Stored as the file's metadata.
+struct DatasetInfo {
+  int grid_size = 0;               ///< N: maps are N x N
+  double density = 0.0;            ///< obstacle density passed to random_problem
+  std::uint64_t seed = 0;          ///< map i is random_problem(N, N, density, seed, i)
+  LabelMode labels = LabelMode::Path;
+  bool augment = false;            ///< samples repeated under the 8 dihedral transforms
+  std::uint64_t num_maps = 0;
+  double mean_path_length = 0.0;   ///< mean A* path length (moves) start -> goal over the maps
+
+  int tokens_per_sample() const noexcept { return tokens_per_state(grid_size); }
+  int vocab() const noexcept { return vocab_size(grid_size); }
+};
+
+/// Samples as a struct of arrays, one byte per token/label: sample i is
+/// tokens[i*T, (i+1)*T), action[i], mask[i], map_index[i].
+struct Dataset {
+  DatasetInfo info;
+  std::vector<std::uint8_t> tokens;      ///< (n, T) encoded states
+  std::vector<std::uint8_t> action;      ///< (n) single label, 0..3 (grid.hpp's Action)
+  std::vector<std::uint8_t> mask;        ///< (n) bit a set when action a is optimal
+  std::vector<std::uint32_t> map_index;  ///< (n) which generated map the sample comes from
+
+  std::size_t size() const noexcept { return action.size(); }
+  bool empty() const noexcept { return action.empty(); }
+  /// Tokens per sample (T).
+  std::size_t seq_len() const noexcept { return static_cast<std::size_t>(info.tokens_per_sample()); }
+  /// The T tokens of sample i.
+  const std::uint8_t* sample_tokens(std::size_t i) const noexcept {
+    NANONAV_ASSERT(i < size());
+    return tokens.data() + i * seq_len();
+  }
+  void reserve(std::size_t n) {
+    tokens.reserve(n * seq_len());
+    action.reserve(n);
+    mask.reserve(n);
+    map_index.reserve(n);
+  }
+  /// Appends one sample (T tokens).
+  void push_back(const std::uint8_t* tok, std::uint8_t act, std::uint8_t msk, std::uint32_t map) {
+    tokens.insert(tokens.end(), tok, tok + seq_len());
+    action.push_back(act);
+    mask.push_back(msk);
+    map_index.push_back(map);
+  }
+  /// Appends the samples of `other` (same grid size, else InvalidArgument). map_index values
+  /// are copied unchanged; num_maps and mean_path_length are combined.
+  void append(const Dataset& other) {
+    if (other.info.grid_size != info.grid_size)
+      throw InvalidArgument("Dataset::append: grid size " + std::to_string(other.info.grid_size) +
+                            " != " + std::to_string(info.grid_size));
+    const double total = static_cast<double>(info.num_maps + other.info.num_maps);
+    if (total > 0)
+      info.mean_path_length = (info.mean_path_length * static_cast<double>(info.num_maps) +
+                               other.info.mean_path_length * static_cast<double>(other.info.num_maps)) /
+                              total;
+    info.num_maps += other.info.num_maps;
+    tokens.insert(tokens.end(), other.tokens.begin(), other.tokens.end());
+    action.insert(action.end(), other.action.begin(), other.action.end());
+    mask.insert(mask.end(), other.mask.begin(), other.mask.end());
+    map_index.insert(map_index.end(), other.map_index.begin(), other.map_index.end());
+  }
+  /// Bytes held by the arrays.
+  std::size_t bytes() const noexcept {
+    return tokens.size() + action.size() + mask.size() + map_index.size() * sizeof(std::uint32_t);
+  }
+};
+
+/// Count of each label value (Up, Down, Left, Right, Stay).
+inline std::array<std::uint64_t, kNumActions> action_histogram(const Dataset& ds) {
+  std::array<std::uint64_t, kNumActions> h{};
+  for (auto a : ds.action)
+    if (a < kNumActions) ++h[a];
+  return h;
+}
+
+/// Reusable buffers for sample generation (one per thread).
+struct SampleWorkspace {
+  AStar astar;
+  SearchResult result;
+  std::vector<std::int32_t> dist;
+  std::vector<std::uint8_t> base;  // un-augmented tokens of one map
+  std::vector<std::uint8_t> base_action, base_mask;
+};
+
+/// Appends the samples of one problem to `out` (whose info.grid_size must equal the map's
+/// side) and returns the A* path length in moves. Throws InvalidArgument for a map that
+/// cannot be encoded or whose goal is unreachable from the start.
+inline int append_problem_samples(const Problem& p, LabelMode labels, bool augment,
+                                  std::uint32_t map_index, Dataset& out, SampleWorkspace& ws) {
+  const int n = encodable_size(p.grid);
+  if (n != out.info.grid_size)
+    throw InvalidArgument("append_problem_samples: map side " + std::to_string(n) +
+                          " != dataset grid size " + std::to_string(out.info.grid_size));
+  const std::size_t t = static_cast<std::size_t>(tokens_per_state(n));
+  goal_distances(p.grid, p.goal, ws.dist);
+  ws.astar.search(p.grid, p.start, p.goal, Connectivity::Four, ws.result);
+  if (!ws.result.found)
+    throw InvalidArgument("append_problem_samples: the goal is unreachable from the start");
+  const int path_moves = static_cast<int>(ws.result.path.size()) - 1;
+
+  ws.base.clear();
+  ws.base_action.clear();
+  ws.base_mask.clear();
+  std::vector<std::uint8_t>& b = ws.base;
+  const auto add = [&](Pos cur, std::uint8_t act) {
+    const std::size_t at = b.size();
+    if (at == 0) {
+      b.resize(t);
+      encode_state(p.grid, cur, p.goal, b.data());
+    } else {
+      b.insert(b.end(), b.begin(), b.begin() + static_cast<std::ptrdiff_t>(t));
+      encode_current(n, cur, b.data() + at);
+    }
+    ws.base_action.push_back(act);
+    ws.base_mask.push_back(optimal_action_mask(p.grid, ws.dist, cur));
+  };
+  if (labels == LabelMode::Path) {
+    for (std::size_t i = 0; i + 1 < ws.result.path.size(); ++i)
+      add(ws.result.path[i],
+          static_cast<std::uint8_t>(action_between(ws.result.path[i], ws.result.path[i + 1])));
+  } else {
+    for (int r = 0; r < n; ++r)
+      for (int c = 0; c < n; ++c) {
+        const Pos q{r, c};
+        if (q == p.goal || ws.dist[static_cast<std::size_t>(r * n + c)] <= 0) continue;
+        const std::uint8_t m = optimal_action_mask(p.grid, ws.dist, q);
+        int a = 0;
+        while (!(m & (1u << a))) ++a;
+        add(q, static_cast<std::uint8_t>(a));
+      }
+  }
+
+  const std::size_t k = ws.base_action.size();
+  const int copies = augment ? kNumDihedral : 1;
+  const std::size_t at = out.size();
+  out.tokens.resize(out.tokens.size() + static_cast<std::size_t>(copies) * k * t);
+  for (int d = 0; d < copies; ++d) {
+    const auto dih = static_cast<Dihedral>(d);
+    for (std::size_t i = 0; i < k; ++i) {
+      std::uint8_t* dst = out.tokens.data() + (at + static_cast<std::size_t>(d) * k + i) * t;
+      if (dih == Dihedral::Identity)
+        std::copy(b.begin() + static_cast<std::ptrdiff_t>(i * t),
+                  b.begin() + static_cast<std::ptrdiff_t>((i + 1) * t), dst);
+      else
+        transform_tokens(dih, n, b.data() + i * t, dst);
+      out.action.push_back(static_cast<std::uint8_t>(
+          transform(dih, static_cast<Action>(ws.base_action[i]))));
+      out.mask.push_back(transform_mask(dih, ws.base_mask[i]));
+      out.map_index.push_back(map_index);
+    }
+  }
+  return path_moves;
+}
+
+/// What to generate.
+struct GenerateOptions {
+  std::uint64_t num_maps = 5000;
+  int grid_size = 8;
+  double density = 0.2;
+  std::uint64_t seed = 42;
+  LabelMode labels = LabelMode::Path;
+  bool augment = false;
+  int threads = 0;  ///< OpenMP threads; 0 = OpenMP's default
+  /// Called now and then from the calling thread with (maps done, maps total).
+  std::function<void(std::uint64_t, std::uint64_t)> progress;
+};
+
+/// Generates maps 0..num_maps-1 with random_problem(N, N, density, seed, i) and their samples,
+/// in parallel over maps; the result is byte-identical for any number of threads (maps are
+/// generated in blocks and concatenated in map order). Throws InvalidArgument for options
+/// outside their domain.
+inline Dataset generate_dataset(const GenerateOptions& opt) {
+  if (opt.grid_size < 2 || opt.grid_size > kMaxEncodedGridSize)
+    throw InvalidArgument("generate_dataset: grid size must be in [2, " +
+                          std::to_string(kMaxEncodedGridSize) + "], got " +
+                          std::to_string(opt.grid_size));
+  if (!(opt.density >= 0.0 && opt.density < 1.0))
+    throw InvalidArgument("generate_dataset: obstacle density must be in [0, 1), got " +
+                          std::to_string(opt.density));
+  if (opt.num_maps > 0xFFFFFFFFull)
+    throw InvalidArgument("generate_dataset: at most 2^32 - 1 maps");
+  if (opt.threads < 0) throw InvalidArgument("generate_dataset: threads must be >= 0");
+
+  Dataset ds;
+  ds.info.grid_size = opt.grid_size;
+  ds.info.density = opt.density;
+  ds.info.seed = opt.seed;
+  ds.info.labels = opt.labels;
+  ds.info.augment = opt.augment;
+  ds.info.num_maps = opt.num_maps;
+
+#ifdef _OPENMP
+  const int nthreads = opt.threads > 0 ? opt.threads : omp_get_max_threads();
+#else
+  const int nthreads = 1;
+#endif
+  constexpr std::uint64_t kBlock = 2048;
+  struct Chunk {
+    Dataset samples;
+    int path_moves = 0;
+    std::exception_ptr error;
+  };
+  std::vector<Chunk> chunks;
+  double path_sum = 0.0;
+  for (std::uint64_t first = 0; first < opt.num_maps; first += kBlock) {
+    const auto count = static_cast<std::int64_t>(std::min(kBlock, opt.num_maps - first));
+    chunks.assign(static_cast<std::size_t>(count), Chunk{});
+#pragma omp parallel num_threads(nthreads)
+    {
+      SampleWorkspace ws;
+#pragma omp for schedule(dynamic, 16)
+      for (std::int64_t j = 0; j < count; ++j) {
+        Chunk& c = chunks[static_cast<std::size_t>(j)];
+        try {
+          const std::uint64_t i = first + static_cast<std::uint64_t>(j);
+          const Problem p = random_problem(opt.grid_size, opt.grid_size, opt.density, opt.seed, i);
+          c.samples.info.grid_size = opt.grid_size;
+          c.path_moves = append_problem_samples(p, opt.labels, opt.augment,
+                                                static_cast<std::uint32_t>(i), c.samples, ws);
+        } catch (...) {
+          c.error = std::current_exception();
+        }
+      }
+    }
+    for (const auto& c : chunks)
+      if (c.error) std::rethrow_exception(c.error);
+    if (first == 0) {
+      // Estimate the total from the first block so that the big arrays grow (almost) once.
+      std::size_t block_samples = 0;
+      for (const auto& c : chunks) block_samples += c.samples.size();
+      const double per_map = static_cast<double>(block_samples) / static_cast<double>(count);
+      ds.reserve(static_cast<std::size_t>(per_map * 1.02 * static_cast<double>(opt.num_maps)) + 64);
+    }
+    for (const auto& c : chunks) {
+      ds.tokens.insert(ds.tokens.end(), c.samples.tokens.begin(), c.samples.tokens.end());
+      ds.action.insert(ds.action.end(), c.samples.action.begin(), c.samples.action.end());
+      ds.mask.insert(ds.mask.end(), c.samples.mask.begin(), c.samples.mask.end());
+      ds.map_index.insert(ds.map_index.end(), c.samples.map_index.begin(), c.samples.map_index.end());
+      path_sum += c.path_moves;
+    }
+    if (opt.progress) opt.progress(first + static_cast<std::uint64_t>(count), opt.num_maps);
+  }
+  ds.info.mean_path_length = opt.num_maps ? path_sum / static_cast<double>(opt.num_maps) : 0.0;
+  return ds;
+}
+
+// ---- training helpers ---------------------------------------------------------------------
+
+/// 0..n-1 in a random order drawn from rng (Fisher-Yates; the same on every platform).
+inline std::vector<std::uint32_t> shuffled_indices(std::size_t n, Rng& rng) {
+  NANONAV_ASSERT(n <= 0xFFFFFFFFull);
+  std::vector<std::uint32_t> idx(n);
+  for (std::size_t i = 0; i < n; ++i) idx[i] = static_cast<std::uint32_t>(i);
+  for (std::size_t i = n; i > 1; --i) std::swap(idx[i - 1], idx[rng.below(i)]);
+  return idx;
+}
+
+/// Copies the samples idx[0..count) into contiguous batch buffers (any output may be null).
+inline void gather_batch(const Dataset& ds, const std::uint32_t* idx, std::size_t count,
+                         std::uint8_t* tokens_out, std::uint8_t* action_out,
+                         std::uint8_t* mask_out) {
+  const std::size_t t = ds.seq_len();
+  for (std::size_t k = 0; k < count; ++k) {
+    const std::size_t i = idx[k];
+    NANONAV_ASSERT(i < ds.size());
+    if (tokens_out) std::copy_n(ds.tokens.data() + i * t, t, tokens_out + k * t);
+    if (action_out) action_out[k] = ds.action[i];
+    if (mask_out) mask_out[k] = ds.mask[i];
+  }
+}
+
+// ---- files --------------------------------------------------------------------------------
+
+namespace detail {
+inline std::string format_double(double v) {
+  char buf[64];
+  const auto r = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, r.ptr);
+}
+
+template <class T>
+T parse_meta_number(const SafetensorsReader& f, const std::string& key) {
+  const std::string& s = f.meta(key);
+  T v{};
+  const auto r = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (r.ec != std::errc() || r.ptr != s.data() + s.size())
+    f.fail(f.key_offset(key), "metadata '" + key + "' = '" + s + "' is not a valid number");
+  return v;
+}
+
+/// The first sample that breaks the dataset's invariants, as a message ("" if none), and
+/// the byte of the offending value inside its tensor.
+inline std::string find_invalid_sample(const Dataset& ds, std::string& tensor, std::uint64_t& at) {
+  const int n = ds.info.grid_size;
+  const std::size_t t = ds.seq_len(), cells = static_cast<std::size_t>(n) * static_cast<std::size_t>(n);
+  for (std::size_t i = 0; i < ds.size(); ++i) {
+    const std::uint8_t* s = ds.tokens.data() + i * t;
+    for (std::size_t j = 0; j < t; ++j) {
+      const unsigned v = s[j];
+      const bool ok = j < cells ? (v == kTokenFree || v == kTokenObstacle)
+                                : (v >= kTokenCoordOffset && v < kTokenCoordOffset + static_cast<unsigned>(n));
+      if (!ok) {
+        tensor = "tokens";
+        at = i * t + j;
+        return "sample " + std::to_string(i) + " token " + std::to_string(j) + " = " +
+               std::to_string(v) + " is not a valid " + (j < cells ? "cell" : "coordinate") +
+               " token for a " + std::to_string(n) + "x" + std::to_string(n) + " map";
+      }
+    }
+    if (ds.action[i] >= kNumActions || ds.mask[i] >= (1u << kNumActions) ||
+        !(ds.mask[i] & (1u << ds.action[i]))) {
+      tensor = ds.action[i] >= kNumActions ? "action" : "mask";
+      at = i;
+      return "sample " + std::to_string(i) + " has action " + std::to_string(ds.action[i]) +
+             " and mask " + std::to_string(ds.mask[i]) +
+             " (need action < 5, mask < 32 and the action's bit set in the mask)";
+    }
+  }
+  return {};
+}
+}  // namespace detail
+
+/// Writes `ds` to `path` as safetensors (atomically): tensors tokens U8 [n, T], action U8 [n],
+/// mask U8 [n], map_index U32 [n] and the metadata of docs/formats.md. Throws IoError.
+inline void save_dataset(const std::string& path, const Dataset& ds) {
+  const std::uint64_t n = ds.size();
+  NANONAV_ASSERT(ds.tokens.size() == n * ds.seq_len() && ds.mask.size() == n &&
+                 ds.map_index.size() == n);
+  detail::SafetensorsWriter w;
+  w.add("tokens", {n, static_cast<std::uint64_t>(ds.seq_len())}, ds.tokens.data());
+  w.add("action", {n}, ds.action.data());
+  w.add("mask", {n}, ds.mask.data());
+  w.add("map_index", {n}, ds.map_index.data());
+  const DatasetInfo& i = ds.info;
+  w.set_metadata("format", "nanonav-dataset");
+  w.set_metadata("version", std::to_string(kDatasetFormatVersion));
+  w.set_metadata("grid_size", std::to_string(i.grid_size));
+  w.set_metadata("tokens_per_sample", std::to_string(i.tokens_per_sample()));
+  w.set_metadata("vocab_size", std::to_string(i.vocab()));
+  w.set_metadata("density", detail::format_double(i.density));
+  w.set_metadata("seed", std::to_string(i.seed));
+  w.set_metadata("labels", to_string(i.labels));
+  w.set_metadata("augment", i.augment ? "true" : "false");
+  w.set_metadata("num_maps", std::to_string(i.num_maps));
+  w.set_metadata("num_samples", std::to_string(n));
+  w.set_metadata("mean_path_length", detail::format_double(i.mean_path_length));
+  w.set_metadata("generator", std::string("nanonav ") + version_string);
+  w.write(path);
+}
+
+/// Reads a file written by save_dataset. Throws IoError if it cannot be read and FormatError
+/// (file, byte offset, hint) if it is not a valid nanonav dataset: corrupt or truncated file,
+/// other format or version, inconsistent shapes, token values outside the vocabulary, or
+/// labels that contradict their masks.
+inline Dataset load_dataset(const std::string& path) {
+  detail::SafetensorsReader f(path);
+  if (f.meta("format") != "nanonav-dataset")
+    f.fail(f.key_offset("format"), "metadata format is '" + f.meta("format") + "', not 'nanonav-dataset'",
+           "is this a checkpoint or another program's file?");
+  const int version = detail::parse_meta_number<int>(f, "version");
+  if (version != kDatasetFormatVersion)
+    f.fail(f.key_offset("version"), "dataset format version " + std::to_string(version) +
+                                        ", this build reads version " +
+                                        std::to_string(kDatasetFormatVersion),
+           "regenerate the dataset with this build's generate_dataset");
+  Dataset ds;
+  DatasetInfo& i = ds.info;
+  i.grid_size = detail::parse_meta_number<int>(f, "grid_size");
+  if (i.grid_size < 2 || i.grid_size > kMaxEncodedGridSize)
+    f.fail(f.key_offset("grid_size"), "grid_size " + std::to_string(i.grid_size) + " outside [2, 252]");
+  i.density = detail::parse_meta_number<double>(f, "density");
+  i.seed = detail::parse_meta_number<std::uint64_t>(f, "seed");
+  try {
+    i.labels = parse_label_mode(f.meta("labels"));
+  } catch (const InvalidArgument& e) {
+    f.fail(f.key_offset("labels"), e.what());
+  }
+  const std::string& aug = f.meta("augment");
+  if (aug != "true" && aug != "false")
+    f.fail(f.key_offset("augment"), "metadata augment = '" + aug + "', expected true or false");
+  i.augment = aug == "true";
+  i.num_maps = detail::parse_meta_number<std::uint64_t>(f, "num_maps");
+  i.mean_path_length = detail::parse_meta_number<double>(f, "mean_path_length");
+
+  const auto t = static_cast<std::int64_t>(i.tokens_per_sample());
+  const detail::TensorInfo& tok = f.expect("tokens", detail::DType::U8, {-1, t});
+  const auto n = static_cast<std::int64_t>(tok.shape[0]);
+  const detail::TensorInfo& act = f.expect("action", detail::DType::U8, {n});
+  const detail::TensorInfo& msk = f.expect("mask", detail::DType::U8, {n});
+  const detail::TensorInfo& map = f.expect("map_index", detail::DType::U32, {n});
+  // Every size above is bounded by the file size, so these allocations are safe.
+  ds.tokens = f.read_vector<std::uint8_t>(tok);
+  ds.action = f.read_vector<std::uint8_t>(act);
+  ds.mask = f.read_vector<std::uint8_t>(msk);
+  ds.map_index = f.read_vector<std::uint32_t>(map);
+  std::string tensor;
+  std::uint64_t at = 0;
+  const std::string bad = detail::find_invalid_sample(ds, tensor, at);
+  if (!bad.empty()) {
+    const detail::TensorInfo* ti = f.find(tensor);
+    f.fail(f.data_start() + ti->begin + at, bad, "the file is corrupt or was written by another tool");
+  }
+  return ds;
+}
+
+}  // namespace nanonav
