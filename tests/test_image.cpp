@@ -70,3 +70,27 @@ TEST_CASE("ASCII rendering marks path, start and goal", "[image]") {
   const std::string both = ascii_side_by_side("A", "ab\ncd\n", "B", "ef\ngh\n", 2);
   CHECK(both == "A   B\nab  ef\ncd  gh\n");
 }
+
+TEST_CASE("line_chart draws each series in its colour, and text", "[image]") {
+  const Rgb red{220, 30, 30}, blue{30, 30, 220};
+  const Image chart = line_chart("loss", {{"train", {1.0, 0.5, 0.25}, red}, {"val", {1.2, 0.9, 0.8}, blue}});
+  int reds = 0, blues = 0, dark = 0;
+  for (int y = 0; y < chart.height(); ++y)
+    for (int x = 0; x < chart.width(); ++x) {
+      const Rgb c = chart.get(x, y);
+      reds += same(c, red);
+      blues += same(c, blue);
+      dark += same(c, Rgb{20, 20, 20});
+    }
+  CHECK(reds > 100);
+  CHECK(blues > 100);
+  CHECK(dark > 20);  // the title's glyphs
+  // The first point of "train" (the largest y of that series) is drawn above its last point.
+  int first_y = -1, last_y = -1;
+  for (int y = 0; y < chart.height() && first_y < 0; ++y)
+    if (same(chart.get(64, y), red)) first_y = y;
+  for (int y = 0; y < chart.height() && last_y < 0; ++y)
+    if (same(chart.get(chart.width() - 17, y), red)) last_y = y;
+  CHECK(first_y >= 0);
+  CHECK(last_y > first_y);
+}

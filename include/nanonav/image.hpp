@@ -27,6 +27,7 @@
 #define STB_IMAGE_WRITE_IMPLEMENTATION
 #define STBI_WRITE_NO_STDIO
 #include <stb/stb_image_write.h>
+#include <stb/stb_easy_font.h>
 #pragma GCC diagnostic pop
 #endif
 
@@ -195,6 +196,74 @@ inline Image side_by_side(const std::vector<Image>& panels, int gap = 16,
     x += p.width() + gap;
   }
   return out;
+}
+
+/// Draws `text` with its top-left corner at (x, y), `scale` pixels per font pixel (stb's
+/// easy_font: ASCII only, about 6 x 7 font pixels a character).
+inline void draw_text(Image& img, int x, int y, const std::string& text, Rgb c, int scale = 1) {
+  std::vector<char> buf(text.size() * 300 + 64);
+  std::string copy = text;
+  const int quads = stb_easy_font_print(0, 0, copy.data(), nullptr, buf.data(), static_cast<int>(buf.size()));
+  for (int q = 0; q < quads; ++q) {
+    const float* v = reinterpret_cast<const float*>(buf.data() + q * 64);  // 4 vertices of 16 bytes
+    const float x0 = v[0], y0 = v[1], x1 = v[8], y1 = v[9];
+    img.fill_rect(x + static_cast<int>(x0) * scale, y + static_cast<int>(y0) * scale,
+                  static_cast<int>(x1 - x0) * scale, static_cast<int>(y1 - y0) * scale, c);
+  }
+}
+
+/// One curve of a line chart.
+struct Series {
+  std::string label;
+  std::vector<double> y;  ///< y[i] is plotted at x = i + 1
+  Rgb color;
+};
+
+/// A line chart of one or more series against 1..n, with a title, y gridlines labelled with
+/// their values, and a legend. Used for training curves.
+inline Image line_chart(const std::string& title, const std::vector<Series>& series,
+                        int width = 520, int height = 340) {
+  Image img(width, height, palette::kBackground);
+  const int left = 64, right = 16, top = 34, bottom = 40;
+  const int pw = width - left - right, ph = height - top - bottom;
+  if (pw < 20 || ph < 20) throw InvalidArgument("line_chart: too small");
+  double lo = 1e300, hi = -1e300;
+  std::size_t n = 0;
+  for (const Series& s : series)
+    for (double v : s.y)
+      if (std::isfinite(v)) lo = std::min(lo, v), hi = std::max(hi, v), n = std::max(n, s.y.size());
+  draw_text(img, left, 8, title, Rgb{20, 20, 20}, 2);
+  img.fill_rect(left, top, 1, ph + 1, Rgb{60, 60, 60});
+  img.fill_rect(left, top + ph, pw + 1, 1, Rgb{60, 60, 60});
+  if (n == 0) return img;
+  if (hi - lo < 1e-12) hi = lo + 1.0;
+  const double pad = 0.05 * (hi - lo);
+  lo -= pad;
+  hi += pad;
+  const auto X = [&](std::size_t i) { return left + (n <= 1 ? pw / 2.0 : pw * static_cast<double>(i) / (n - 1)); };
+  const auto Y = [&](double v) { return top + ph * (hi - v) / (hi - lo); };
+  for (int k = 0; k <= 4; ++k) {
+    const double v = lo + (hi - lo) * k / 4.0;
+    const int yy = static_cast<int>(Y(v));
+    if (k > 0) img.fill_rect(left + 1, yy, pw, 1, Rgb{225, 225, 230});
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.4g", v);
+    draw_text(img, 4, yy - 3, buf, Rgb{60, 60, 60}, 1);
+  }
+  char xl[48];
+  std::snprintf(xl, sizeof xl, "epoch 1 .. %zu", n);
+  draw_text(img, left + pw / 2 - 30, top + ph + 8, xl, Rgb{60, 60, 60}, 1);
+  int lx = left + 8;
+  for (const Series& s : series) {
+    for (std::size_t i = 0; i + 1 < s.y.size(); ++i)
+      if (std::isfinite(s.y[i]) && std::isfinite(s.y[i + 1]))
+        img.draw_line(X(i), Y(s.y[i]), X(i + 1), Y(s.y[i + 1]), 2.0, s.color);
+    if (s.y.size() == 1 && std::isfinite(s.y[0])) img.fill_disc(X(0), Y(s.y[0]), 3, s.color);
+    img.fill_rect(lx, height - 16, 14, 6, s.color);
+    draw_text(img, lx + 18, height - 17, s.label, Rgb{40, 40, 40}, 1);
+    lx += 30 + 6 * static_cast<int>(s.label.size());
+  }
+  return img;
 }
 
 /// ASCII rendering: '#' blocked, '.' free, '*' path, 'S' start, 'G' goal, 'x' marked cells.
