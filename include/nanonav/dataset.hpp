@@ -132,46 +132,53 @@ inline std::array<std::uint64_t, kNumActions> action_histogram(const Dataset& ds
   return h;
 }
 
+/// Un-augmented samples of one map (tokens n x T, labels, masks) and its A* path length.
+struct MapSamples {
+  std::vector<std::uint8_t> tokens;
+  std::vector<std::uint8_t> action;
+  std::vector<std::uint8_t> mask;
+  int path_moves = 0;
+  std::size_t size() const noexcept { return action.size(); }
+};
+
 /// Reusable buffers for sample generation (one per thread).
 struct SampleWorkspace {
   AStar astar;
   SearchResult result;
   std::vector<std::int32_t> dist;
-  std::vector<std::uint8_t> base;  // un-augmented tokens of one map
-  std::vector<std::uint8_t> base_action, base_mask;
+  MapSamples base;
+  std::vector<int> perm;  // cell permutation of each dihedral transform, 8 x n*n
+  int perm_n = 0;
 };
 
-/// Appends the samples of one problem to `out` (whose info.grid_size must equal the map's
-/// side) and returns the A* path length in moves. Throws InvalidArgument for a map that
-/// cannot be encoded or whose goal is unreachable from the start.
-inline int append_problem_samples(const Problem& p, LabelMode labels, bool augment,
-                                  std::uint32_t map_index, Dataset& out, SampleWorkspace& ws) {
+/// Fills `out` with the un-augmented samples of one problem (see the labelling modes at the
+/// top of this header). Throws InvalidArgument for a map that cannot be encoded or whose goal
+/// is unreachable from the start.
+inline void problem_samples(const Problem& p, LabelMode labels, MapSamples& out,
+                            SampleWorkspace& ws) {
   const int n = encodable_size(p.grid);
-  if (n != out.info.grid_size)
-    throw InvalidArgument("append_problem_samples: map side " + std::to_string(n) +
-                          " != dataset grid size " + std::to_string(out.info.grid_size));
   const std::size_t t = static_cast<std::size_t>(tokens_per_state(n));
   goal_distances(p.grid, p.goal, ws.dist);
   ws.astar.search(p.grid, p.start, p.goal, Connectivity::Four, ws.result);
   if (!ws.result.found)
-    throw InvalidArgument("append_problem_samples: the goal is unreachable from the start");
-  const int path_moves = static_cast<int>(ws.result.path.size()) - 1;
-
-  ws.base.clear();
-  ws.base_action.clear();
-  ws.base_mask.clear();
-  std::vector<std::uint8_t>& b = ws.base;
+    throw InvalidArgument("problem_samples: the goal is unreachable from the start");
+  out.path_moves = static_cast<int>(ws.result.path.size()) - 1;
+  out.tokens.clear();
+  out.action.clear();
+  out.mask.clear();
+  std::vector<std::uint8_t>& b = out.tokens;
   const auto add = [&](Pos cur, std::uint8_t act) {
     const std::size_t at = b.size();
     if (at == 0) {
       b.resize(t);
       encode_state(p.grid, cur, p.goal, b.data());
     } else {
-      b.insert(b.end(), b.begin(), b.begin() + static_cast<std::ptrdiff_t>(t));
+      b.resize(at + t);
+      std::copy_n(b.data(), t, b.data() + at);
       encode_current(n, cur, b.data() + at);
     }
-    ws.base_action.push_back(act);
-    ws.base_mask.push_back(optimal_action_mask(p.grid, ws.dist, cur));
+    out.action.push_back(act);
+    out.mask.push_back(optimal_action_mask(p.grid, ws.dist, cur));
   };
   if (labels == LabelMode::Path) {
     for (std::size_t i = 0; i + 1 < ws.result.path.size(); ++i)
@@ -188,27 +195,70 @@ inline int append_problem_samples(const Problem& p, LabelMode labels, bool augme
         add(q, static_cast<std::uint8_t>(a));
       }
   }
+}
 
-  const std::size_t k = ws.base_action.size();
-  const int copies = augment ? kNumDihedral : 1;
-  const std::size_t at = out.size();
-  out.tokens.resize(out.tokens.size() + static_cast<std::size_t>(copies) * k * t);
-  for (int d = 0; d < copies; ++d) {
+namespace detail {
+// Writes the samples of `s` (maps of side n), repeated under `copies` transforms (1 or 8,
+// identity first), to the arrays at the given pointers.
+inline void write_transformed(const MapSamples& s, int n, int copies, std::uint32_t map_index,
+                              SampleWorkspace& ws, std::uint8_t* tokens, std::uint8_t* action,
+                              std::uint8_t* mask, std::uint32_t* map) {
+  const std::size_t t = static_cast<std::size_t>(tokens_per_state(n));
+  const std::size_t cells = static_cast<std::size_t>(n) * static_cast<std::size_t>(n);
+  const std::size_t k = s.size();
+  if (copies > 1 && ws.perm_n != n) {
+    ws.perm.resize(static_cast<std::size_t>(kNumDihedral) * cells);
+    for (int d = 0; d < kNumDihedral; ++d)
+      for (int r = 0; r < n; ++r)
+        for (int c = 0; c < n; ++c) {
+          const Pos q = transform(static_cast<Dihedral>(d), Pos{r, c}, n);
+          ws.perm[static_cast<std::size_t>(d) * cells + static_cast<std::size_t>(r * n + c)] = q.row * n + q.col;
+        }
+    ws.perm_n = n;
+  }
+  std::copy_n(s.tokens.data(), k * t, tokens);
+  std::copy_n(s.action.data(), k, action);
+  std::copy_n(s.mask.data(), k, mask);
+  for (int d = 1; d < copies; ++d) {
     const auto dih = static_cast<Dihedral>(d);
+    const int* perm = ws.perm.data() + static_cast<std::size_t>(d) * cells;
     for (std::size_t i = 0; i < k; ++i) {
-      std::uint8_t* dst = out.tokens.data() + (at + static_cast<std::size_t>(d) * k + i) * t;
-      if (dih == Dihedral::Identity)
-        std::copy(b.begin() + static_cast<std::ptrdiff_t>(i * t),
-                  b.begin() + static_cast<std::ptrdiff_t>((i + 1) * t), dst);
-      else
-        transform_tokens(dih, n, b.data() + i * t, dst);
-      out.action.push_back(static_cast<std::uint8_t>(
-          transform(dih, static_cast<Action>(ws.base_action[i]))));
-      out.mask.push_back(transform_mask(dih, ws.base_mask[i]));
-      out.map_index.push_back(map_index);
+      const std::uint8_t* in = s.tokens.data() + i * t;
+      std::uint8_t* out = tokens + (static_cast<std::size_t>(d) * k + i) * t;
+      for (std::size_t j = 0; j < cells; ++j) out[perm[j]] = in[j];
+      for (std::size_t c = cells; c < t; c += 2) {
+        const Pos q = transform(dih, Pos{in[c] - kTokenCoordOffset, in[c + 1] - kTokenCoordOffset}, n);
+        out[c] = static_cast<std::uint8_t>(q.row + kTokenCoordOffset);
+        out[c + 1] = static_cast<std::uint8_t>(q.col + kTokenCoordOffset);
+      }
+      action[static_cast<std::size_t>(d) * k + i] =
+          static_cast<std::uint8_t>(transform(dih, static_cast<Action>(s.action[i])));
+      mask[static_cast<std::size_t>(d) * k + i] = transform_mask(dih, s.mask[i]);
     }
   }
-  return path_moves;
+  std::fill_n(map, static_cast<std::size_t>(copies) * k, map_index);
+}
+}  // namespace detail
+
+/// Appends the samples of one problem to `out` (whose info.grid_size must equal the map's
+/// side), all 8 transforms of them when `augment`, and returns the A* path length in moves.
+/// Throws InvalidArgument for a map that cannot be encoded or whose goal is unreachable.
+inline int append_problem_samples(const Problem& p, LabelMode labels, bool augment,
+                                  std::uint32_t map_index, Dataset& out, SampleWorkspace& ws) {
+  const int n = encodable_size(p.grid);
+  if (n != out.info.grid_size)
+    throw InvalidArgument("append_problem_samples: map side " + std::to_string(n) +
+                          " != dataset grid size " + std::to_string(out.info.grid_size));
+  problem_samples(p, labels, ws.base, ws);
+  const int copies = augment ? kNumDihedral : 1;
+  const std::size_t at = out.size(), add = static_cast<std::size_t>(copies) * ws.base.size();
+  out.tokens.resize(out.tokens.size() + add * out.seq_len());
+  out.action.resize(at + add);
+  out.mask.resize(at + add);
+  out.map_index.resize(at + add);
+  detail::write_transformed(ws.base, n, copies, map_index, ws, out.tokens.data() + at * out.seq_len(),
+                            out.action.data() + at, out.mask.data() + at, out.map_index.data() + at);
+  return ws.base.path_moves;
 }
 
 /// What to generate.
@@ -225,9 +275,12 @@ struct GenerateOptions {
 };
 
 /// Generates maps 0..num_maps-1 with random_problem(N, N, density, seed, i) and their samples,
-/// in parallel over maps; the result is byte-identical for any number of threads (maps are
-/// generated in blocks and concatenated in map order). Throws InvalidArgument for options
-/// outside their domain.
+/// in parallel over maps; the result is byte-identical for any number of threads (samples
+/// are laid out in map order). Throws InvalidArgument for options outside their domain.
+///
+/// Two passes: first the un-augmented samples of every map (1/8 of the final size when
+/// augmenting), then the final arrays are allocated once at their exact size and each map
+/// writes its (transformed) copies at its own offset.
 inline Dataset generate_dataset(const GenerateOptions& opt) {
   if (opt.grid_size < 2 || opt.grid_size > kMaxEncodedGridSize)
     throw InvalidArgument("generate_dataset: grid size must be in [2, " +
@@ -253,53 +306,61 @@ inline Dataset generate_dataset(const GenerateOptions& opt) {
 #else
   const int nthreads = 1;
 #endif
-  constexpr std::uint64_t kBlock = 2048;
-  struct Chunk {
-    Dataset samples;
-    int path_moves = 0;
-    std::exception_ptr error;
-  };
-  std::vector<Chunk> chunks;
-  double path_sum = 0.0;
-  for (std::uint64_t first = 0; first < opt.num_maps; first += kBlock) {
-    const auto count = static_cast<std::int64_t>(std::min(kBlock, opt.num_maps - first));
-    chunks.assign(static_cast<std::size_t>(count), Chunk{});
+  const auto num_maps = static_cast<std::int64_t>(opt.num_maps);
+  std::vector<MapSamples> maps(static_cast<std::size_t>(num_maps));
+  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(nthreads));
+  constexpr std::int64_t kBlock = 2048;  // maps between progress reports
+  for (std::int64_t first = 0; first < num_maps; first += kBlock) {
+    const std::int64_t last = std::min(num_maps, first + kBlock);
 #pragma omp parallel num_threads(nthreads)
     {
       SampleWorkspace ws;
 #pragma omp for schedule(dynamic, 16)
-      for (std::int64_t j = 0; j < count; ++j) {
-        Chunk& c = chunks[static_cast<std::size_t>(j)];
+      for (std::int64_t i = first; i < last; ++i) {
         try {
-          const std::uint64_t i = first + static_cast<std::uint64_t>(j);
-          const Problem p = random_problem(opt.grid_size, opt.grid_size, opt.density, opt.seed, i);
-          c.samples.info.grid_size = opt.grid_size;
-          c.path_moves = append_problem_samples(p, opt.labels, opt.augment,
-                                                static_cast<std::uint32_t>(i), c.samples, ws);
+          const Problem p = random_problem(opt.grid_size, opt.grid_size, opt.density, opt.seed,
+                                           static_cast<std::uint64_t>(i));
+          problem_samples(p, opt.labels, maps[static_cast<std::size_t>(i)], ws);
         } catch (...) {
-          c.error = std::current_exception();
+#ifdef _OPENMP
+          errors[static_cast<std::size_t>(omp_get_thread_num())] = std::current_exception();
+#else
+          errors[0] = std::current_exception();
+#endif
         }
       }
     }
-    for (const auto& c : chunks)
-      if (c.error) std::rethrow_exception(c.error);
-    if (first == 0) {
-      // Estimate the total from the first block so that the big arrays grow (almost) once.
-      std::size_t block_samples = 0;
-      for (const auto& c : chunks) block_samples += c.samples.size();
-      const double per_map = static_cast<double>(block_samples) / static_cast<double>(count);
-      ds.reserve(static_cast<std::size_t>(per_map * 1.02 * static_cast<double>(opt.num_maps)) + 64);
-    }
-    for (const auto& c : chunks) {
-      ds.tokens.insert(ds.tokens.end(), c.samples.tokens.begin(), c.samples.tokens.end());
-      ds.action.insert(ds.action.end(), c.samples.action.begin(), c.samples.action.end());
-      ds.mask.insert(ds.mask.end(), c.samples.mask.begin(), c.samples.mask.end());
-      ds.map_index.insert(ds.map_index.end(), c.samples.map_index.begin(), c.samples.map_index.end());
-      path_sum += c.path_moves;
-    }
-    if (opt.progress) opt.progress(first + static_cast<std::uint64_t>(count), opt.num_maps);
+    for (const auto& e : errors)
+      if (e) std::rethrow_exception(e);
+    if (opt.progress && last < num_maps) opt.progress(static_cast<std::uint64_t>(last), opt.num_maps);
   }
-  ds.info.mean_path_length = opt.num_maps ? path_sum / static_cast<double>(opt.num_maps) : 0.0;
+
+  const int copies = opt.augment ? kNumDihedral : 1;
+  std::vector<std::size_t> offset(maps.size() + 1, 0);
+  double path_sum = 0.0;
+  for (std::size_t i = 0; i < maps.size(); ++i) {
+    offset[i + 1] = offset[i] + static_cast<std::size_t>(copies) * maps[i].size();
+    path_sum += maps[i].path_moves;
+  }
+  const std::size_t total = offset.back(), t = ds.seq_len();
+  ds.tokens.resize(total * t);
+  ds.action.resize(total);
+  ds.mask.resize(total);
+  ds.map_index.resize(total);
+#pragma omp parallel num_threads(nthreads)
+  {
+    SampleWorkspace ws;
+#pragma omp for schedule(dynamic, 64)
+    for (std::int64_t i = 0; i < num_maps; ++i) {
+      const auto u = static_cast<std::size_t>(i);
+      detail::write_transformed(maps[u], opt.grid_size, copies, static_cast<std::uint32_t>(i), ws,
+                                ds.tokens.data() + offset[u] * t, ds.action.data() + offset[u],
+                                ds.mask.data() + offset[u], ds.map_index.data() + offset[u]);
+      std::vector<std::uint8_t>().swap(maps[u].tokens);  // free as we go
+    }
+  }
+  ds.info.mean_path_length = num_maps ? path_sum / static_cast<double>(num_maps) : 0.0;
+  if (opt.progress && num_maps > 0) opt.progress(opt.num_maps, opt.num_maps);
   return ds;
 }
 
