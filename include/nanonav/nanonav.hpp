@@ -5,3 +5,5 @@
 #include "grid.hpp"
 #include "astar.hpp"
 #include "map_gen.hpp"
+#include "encoding.hpp"
+#include "dataset.hpp"
