@@ -538,7 +538,13 @@ class SeqTrainer {
 
   /// Throws InvalidArgument for an empty batch, a sequence shorter than 2, a mask of the
   /// wrong size, no counted prediction at all, or a token outside the vocabulary.
-  SeqStats loss_and_grad(const std::vector<SeqExample>& batch) {
+  SeqStats loss_and_grad(const std::vector<SeqExample>& batch) { return run(batch, true); }
+
+  /// The same loss (teacher forcing), without the backward pass; grads are untouched.
+  SeqStats loss(const std::vector<SeqExample>& batch) { return run(batch, false); }
+
+ private:
+  SeqStats run(const std::vector<SeqExample>& batch, bool with_grad) {
     const int B = static_cast<int>(batch.size());
     if (B == 0) throw InvalidArgument("SeqTrainer: empty batch");
     long long counted = 0;
@@ -568,6 +574,7 @@ class SeqTrainer {
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
     for (int c = 0; c < chunks; ++c) {
 #ifdef _OPENMP
+      omp_set_num_threads(1);  // this thread's Eigen GEMMs stay single-threaded (no nesting)
       detail::SeqPass<S>& pass = passes_[static_cast<std::size_t>(omp_get_thread_num())];
 #else
       detail::SeqPass<S>& pass = passes_[0];
@@ -580,7 +587,7 @@ class SeqTrainer {
         int correct = 0;
         loss_[static_cast<std::size_t>(c)] += pass.loss(ex.tokens.data() + 1, scale, correct);
         correct_[static_cast<std::size_t>(c)] += correct;
-        pass.backward(rep, ex.tokens.data(), T);
+        if (with_grad) pass.backward(rep, ex.tokens.data(), T);
       }
     }
 
@@ -592,6 +599,7 @@ class SeqTrainer {
     for (int c = 0; c < chunks; ++c) {
       total += loss_[static_cast<std::size_t>(c)];
       st.correct += correct_[static_cast<std::size_t>(c)];
+      if (!with_grad) continue;
       std::size_t slot = 0;
       replicas_[static_cast<std::size_t>(c)].for_each_param([&](const nn::Param<S>& p) {
         mine[slot++]->grad += p.grad;
@@ -601,7 +609,6 @@ class SeqTrainer {
     return st;
   }
 
- private:
   // Copies the model's values into a replica and zeroes its grads.
   void sync(SeqTrm<S>& rep) {
     std::vector<const nn::Param<S>*> src;
