@@ -28,6 +28,7 @@ inline constexpr double kPrefill = 0.375;
 
 struct Options {
   double h = 1e-5;              // central-difference step
+  double h_input = 0.0;         // step for the input entries in check_layer (0: h)
   double rtol = 1e-5;           // |analytic - numeric| <= atol + rtol * max(|analytic|, |numeric|)
   double atol = 1e-7;
   std::size_t max_entries = 160;  // per tensor; more are sampled (seeded)
@@ -107,9 +108,12 @@ inline int check_layer(const std::string& what, MatD x, const std::vector<ParamD
   backward(x, r, dx);
   dx.array() -= kPrefill;
   int failures = 0;
-  if (x.size() > 0)
+  if (x.size() > 0) {
+    Options ox = opt;
+    if (opt.h_input > 0) ox.h = opt.h_input;
     failures += check_entries(what + " d/dx", x.data(), dx.data(),
-                              static_cast<std::size_t>(x.size()), objective, opt);
+                              static_cast<std::size_t>(x.size()), objective, ox);
+  }
   for (ParamD* p : params) {
     MatD g = p->grad.array() - kPrefill;
     failures += check_entries(what + " d/d" + p->name, p->value.data(), g.data(),

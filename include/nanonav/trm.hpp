@@ -1,0 +1,755 @@
+#pragma once
+/// The navigation TRM (Tiny Recursive Model, Jolicoeur-Martineau 2025, arXiv:2510.04871) in the
+/// form of the NanoNav seed: an MLP-Mixer network (lucidrains' MLPMixer1D) applied `recursion`
+/// times with the same weights, mean-pooled, and a small classifier head over the 5 actions.
+/// docs/model.md gives every tensor's name, shape and PyTorch counterpart.
+///
+///   tokens (B, T), T = N*N + 4  ->  Embedding(3 + N, dim)  ->  x (B, T, dim)
+///   recursion times:  x = network(x), network = depth mixer blocks, then LayerNorm (no bias)
+///     block:  x += Dropout(W2 Dropout(GELU(W1 LN(x) + b1)) + b2)   mixing tokens, per feature
+///             x += Dropout(Dropout(GELU(LN(x) Wc1ᵀ + bc1)) Wc2ᵀ + bc2)   mixing features
+///   mean over tokens -> LN (bias) -> Dropout -> Linear(dim, dim) -> GELU -> Dropout
+///                    -> Linear(dim, 5)
+///
+/// Layout (the speed trick): a micro-batch of C samples is one (T*C, dim) block whose rows are
+/// token-major (row t*C + b). Row-wise work (norms, feature mixing) sees rows; the same memory
+/// viewed as (T, C*dim) makes token mixing one (4dim, T) x (T, C*dim) GEMM, with no transpose
+/// and no per-sample product.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <exception>
+#include <string>
+#include <vector>
+
+#include <Eigen/Core>
+#include <unsupported/Eigen/SpecialFunctions>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "detail/assert.hpp"
+#include "detail/rng.hpp"
+#include "errors.hpp"
+#include "grid.hpp"
+#include "nn/layers.hpp"
+#include "nn/loss.hpp"
+#include "nn/tensor.hpp"
+
+namespace nanonav {
+
+/// The model's shape and regularisation.
+struct TrmConfig {
+  int grid_size = 8;     ///< N: maps are N x N
+  int dim = 64;          ///< feature width
+  int depth = 2;         ///< mixer blocks per network application
+  int recursion = 8;     ///< network applications (same weights)
+  double dropout = 0.1;  ///< probability, every dropout site
+  int grad_last_k = 0;   ///< backpropagate through the last k applications only; 0 = all
+
+  /// T = N*N + 4 (the cells, then start row, start col, goal row, goal col).
+  int tokens() const noexcept { return grid_size * grid_size + 4; }
+  /// 3 + N (0 unused, 1 free, 2 blocked, 3 + coordinate).
+  int vocab() const noexcept { return 3 + grid_size; }
+  /// The number of applications that build the backward graph.
+  int grad_applications() const noexcept {
+    return grad_last_k <= 0 ? recursion : std::min(grad_last_k, recursion);
+  }
+  /// Throws InvalidArgument for a value outside its domain.
+  void validate() const {
+    const auto bad = [](const std::string& what) {
+      throw InvalidArgument("TrmConfig: " + what);
+    };
+    if (grid_size < 1 || grid_size > 256) bad("grid_size must be in [1, 256], got " + std::to_string(grid_size));
+    if (dim < 2 || dim > 4096) bad("dim must be in [2, 4096], got " + std::to_string(dim));
+    if (depth < 1 || depth > 64) bad("depth must be in [1, 64], got " + std::to_string(depth));
+    if (recursion < 1 || recursion > 1024)
+      bad("recursion must be in [1, 1024], got " + std::to_string(recursion));
+    if (!(dropout >= 0.0 && dropout < 1.0)) bad("dropout must be in [0, 1), got " + std::to_string(dropout));
+    if (grad_last_k < 0 || grad_last_k > recursion)
+      bad("grad_last_k must be in [0, recursion], got " + std::to_string(grad_last_k));
+  }
+};
+
+/// One mixer block's parameters.
+template <class S>
+struct TrmBlock {
+  nn::LayerNorm<S> tok_norm;   // (dim), no bias
+  nn::Linear<S> tok_w1;        // (4dim, T) + (4dim): mixes tokens (Conv1d kernel 1)
+  nn::Linear<S> tok_w2;        // (T, 4dim) + (T)
+  nn::LayerNorm<S> chan_norm;  // (dim), no bias
+  nn::Linear<S> chan_w1;       // (dim/2, dim) + (dim/2): mixes features
+  nn::Linear<S> chan_w2;       // (dim, dim/2) + (dim)
+
+  TrmBlock(const std::string& p, int dim, int tokens)
+      : tok_norm(p + ".tok_norm", dim, false),
+        tok_w1(p + ".tok_ff.w1", tokens, 4 * dim, true, {4 * dim, tokens, 1}),
+        tok_w2(p + ".tok_ff.w2", 4 * dim, tokens, true, {tokens, 4 * dim, 1}),
+        chan_norm(p + ".chan_norm", dim, false),
+        chan_w1(p + ".chan_ff.w1", dim, dim / 2),
+        chan_w2(p + ".chan_ff.w2", dim / 2, dim) {}
+
+  template <class F>
+  void for_each_param(F&& f) {
+    tok_norm.for_each_param(f);
+    tok_w1.for_each_param(f);
+    tok_w2.for_each_param(f);
+    chan_norm.for_each_param(f);
+    chan_w1.for_each_param(f);
+    chan_w2.for_each_param(f);
+  }
+  template <class F>
+  void for_each_param(F&& f) const {
+    tok_norm.for_each_param(f);
+    tok_w1.for_each_param(f);
+    tok_w2.for_each_param(f);
+    chan_norm.for_each_param(f);
+    chan_w1.for_each_param(f);
+    chan_w2.for_each_param(f);
+  }
+};
+
+/// The model: config and parameters. Copyable (a copy is an independent model).
+template <class S>
+class Trm {
+  static_assert(std::is_floating_point_v<S>, "Trm needs a floating-point scalar");
+
+ public:
+  /// Builds a zero-initialised model; call init(). Throws InvalidArgument for a bad config.
+  explicit Trm(const TrmConfig& cfg) : cfg_((cfg.validate(), cfg)) {
+    const int d = cfg_.dim, t = cfg_.tokens();
+    embed = nn::Embedding<S>("embed", cfg_.vocab(), d);
+    blocks.reserve(static_cast<std::size_t>(cfg_.depth));
+    for (int l = 0; l < cfg_.depth; ++l) blocks.emplace_back("blocks." + std::to_string(l), d, t);
+    norm = nn::LayerNorm<S>("norm", d, false);
+    head_norm = nn::LayerNorm<S>("head.norm", d, true);
+    head_w1 = nn::Linear<S>("head.w1", d, d);
+    head_w2 = nn::Linear<S>("head.w2", d, kNumActions);
+  }
+
+  /// PyTorch-default initialisation (Embedding N(0,1); Linear U(+-1/sqrt(fan_in)); norms 1, 0)
+  /// drawn from Rng(seed) in for_each_param order.
+  void init(std::uint64_t seed) {
+    Rng rng(seed);
+    embed.init(rng);
+    for (auto& b : blocks) {
+      b.tok_norm.init(rng);
+      b.tok_w1.init(rng);
+      b.tok_w2.init(rng);
+      b.chan_norm.init(rng);
+      b.chan_w1.init(rng);
+      b.chan_w2.init(rng);
+    }
+    norm.init(rng);
+    head_norm.init(rng);
+    head_w1.init(rng);
+    head_w2.init(rng);
+    zero_grad();
+  }
+
+  /// Visits every parameter in a fixed order (embed, blocks 0.., norm, head): the slot order of
+  /// the optimiser state and of checkpoints.
+  template <class F>
+  void for_each_param(F&& f) {
+    embed.for_each_param(f);
+    for (auto& b : blocks) b.for_each_param(f);
+    norm.for_each_param(f);
+    head_norm.for_each_param(f);
+    head_w1.for_each_param(f);
+    head_w2.for_each_param(f);
+  }
+  template <class F>
+  void for_each_param(F&& f) const {
+    embed.for_each_param(f);
+    for (const auto& b : blocks) b.for_each_param(f);
+    norm.for_each_param(f);
+    head_norm.for_each_param(f);
+    head_w1.for_each_param(f);
+    head_w2.for_each_param(f);
+  }
+
+  /// The number of trainable scalars (84 301 for dim 64, depth 2 on 8x8).
+  std::size_t num_params() const {
+    std::size_t n = 0;
+    for_each_param([&](const nn::Param<S>& p) { n += static_cast<std::size_t>(p.size()); });
+    return n;
+  }
+  const TrmConfig& config() const noexcept { return cfg_; }
+  void zero_grad() {
+    for_each_param([](nn::Param<S>& p) { p.grad.setZero(); });
+  }
+  /// Sets the dropout probability (e.g. for a fine-tuning phase); the shape stays.
+  void set_dropout(double p) {
+    TrmConfig c = cfg_;
+    c.dropout = p;
+    c.validate();
+    cfg_ = c;
+  }
+  /// Sets grad_last_k; the shape stays.
+  void set_grad_last_k(int k) {
+    TrmConfig c = cfg_;
+    c.grad_last_k = k;
+    c.validate();
+    cfg_ = c;
+  }
+
+  nn::Embedding<S> embed;
+  std::vector<TrmBlock<S>> blocks;
+  nn::LayerNorm<S> norm;  // the network's final norm, no bias
+  nn::LayerNorm<S> head_norm;
+  nn::Linear<S> head_w1, head_w2;
+
+ private:
+  TrmConfig cfg_;
+};
+
+namespace detail {
+
+/// What one mixer block keeps for backward (also used as scratch when nothing is kept).
+template <class S>
+struct TrmBlockCache {
+  nn::Mat<S> n1;    // (T*C, dim)   tok_norm(x); viewed (T, C*dim)
+  nn::Mat<S> a1;    // (4dim, C*dim) W1 n1 + b1
+  nn::Mat<S> g1;    // (4dim, C*dim) Dropout(GELU(a1))
+  nn::Mat<S> xmid;  // (T*C, dim)   x after the token-mixing residual
+  nn::Mat<S> n2;    // (T*C, dim)   chan_norm(xmid)
+  nn::Mat<S> a2;    // (T*C, dim/2) n2 Wc1ᵀ + bc1
+  nn::Mat<S> g2;    // (T*C, dim/2) Dropout(GELU(a2))
+  std::vector<std::uint8_t> m_h1, m_o1, m_h2, m_o2;  // dropout masks of the 4 sites
+
+  void resize(int tokens, int dim, int chunk, bool masks) {
+    const Eigen::Index m = static_cast<Eigen::Index>(tokens) * chunk, cd = static_cast<Eigen::Index>(chunk) * dim;
+    n1.resize(m, dim);
+    a1.resize(4 * dim, cd);
+    g1.resize(4 * dim, cd);
+    xmid.resize(m, dim);
+    n2.resize(m, dim);
+    a2.resize(m, dim / 2);
+    g2.resize(m, dim / 2);
+    if (masks) {
+      m_h1.resize(static_cast<std::size_t>(a1.size()));
+      m_o1.resize(static_cast<std::size_t>(xmid.size()));
+      m_h2.resize(static_cast<std::size_t>(a2.size()));
+      m_o2.resize(static_cast<std::size_t>(xmid.size()));
+    }
+  }
+};
+
+/// Where the dropout masks of one micro-batch come from: sample s (index in the whole batch),
+/// application a, block l draw from Rng::stream(seed, (s * (R + 1) + a) * depth + l); the head
+/// uses application index R. Masks thus do not depend on micro-batch size or thread count.
+struct TrmDropout {
+  bool active = false;
+  double p = 0.0;
+  std::uint64_t seed = 0;
+  int first_sample = 0;
+
+  Rng stream(const TrmConfig& c, int sample, int app, int block) const {
+    const std::uint64_t id = (static_cast<std::uint64_t>(first_sample + sample) *
+                                  static_cast<std::uint64_t>(c.recursion + 1) +
+                              static_cast<std::uint64_t>(app)) *
+                                 static_cast<std::uint64_t>(c.depth) +
+                             static_cast<std::uint64_t>(block);
+    return Rng::stream(seed, id);
+  }
+};
+
+}  // namespace detail
+
+/// Buffers for one micro-batch: activations, the backward caches of the applications that
+/// build a graph, and gradient scratch. Sized on first use for a batch size; reusing it for the
+/// same size allocates nothing.
+template <class S>
+class TrmWorkspace {
+ public:
+  TrmWorkspace() = default;
+
+  /// Sizes the buffers for `chunk` samples and `cached` applications with caches.
+  void ensure(const TrmConfig& c, int chunk, int cached, bool masks) {
+    if (chunk == chunk_ && cached == cached_ && masks == masks_ && c.dim == dim_ &&
+        c.tokens() == tokens_ && c.depth == depth_)
+      return;
+    chunk_ = chunk;
+    cached_ = cached;
+    masks_ = masks;
+    dim_ = c.dim;
+    tokens_ = c.tokens();
+    depth_ = c.depth;
+    const Eigen::Index m = static_cast<Eigen::Index>(tokens_) * chunk;
+    idx.resize(static_cast<std::size_t>(m));
+    const std::size_t nstates = static_cast<std::size_t>(cached) * static_cast<std::size_t>(depth_ + 1) + 1;
+    states.resize(nstates);
+    for (auto& s : states) s.resize(m, dim_);
+    caches.resize(static_cast<std::size_t>(std::max(cached, 1)) * static_cast<std::size_t>(depth_));
+    for (auto& cc : caches) cc.resize(tokens_, dim_, chunk, masks);
+    pooled.resize(chunk, dim_);
+    h0.resize(chunk, dim_);
+    h0d.resize(chunk, dim_);
+    h1.resize(chunk, dim_);
+    h1d.resize(chunk, dim_);
+    logits.resize(chunk, kNumActions);
+    mh0.resize(static_cast<std::size_t>(chunk) * dim_);
+    mh1.resize(static_cast<std::size_t>(chunk) * dim_);
+    dx.resize(m, dim_);
+    dx2.resize(m, dim_);
+    dz.resize(m, dim_);
+    dn.resize(m, dim_);
+    dg1.resize(4 * dim_, static_cast<Eigen::Index>(chunk) * dim_);
+    dg2.resize(m, dim_ / 2);
+    dlogits.resize(chunk, kNumActions);
+    dh.resize(chunk, dim_);
+    dh2.resize(chunk, dim_);
+  }
+  int chunk() const noexcept { return chunk_; }
+
+  // Buffers (read by the kernels in trm.hpp; not a stable API).
+  std::vector<int> idx;                  // (T*C) token ids, token-major
+  std::vector<nn::Mat<S>> states;        // (T*C, dim) each: app a block l input at a*(depth+1)+l
+  std::vector<detail::TrmBlockCache<S>> caches;  // app a block l at a*depth+l
+  nn::Mat<S> pooled, h0, h0d, h1, h1d, logits;   // head activations (C, .)
+  std::vector<std::uint8_t> mh0, mh1;            // head dropout masks
+  nn::Mat<S> dx, dx2, dz, dn, dg1, dg2, dlogits, dh, dh2;  // gradient scratch
+
+ private:
+  int chunk_ = -1, cached_ = -1, dim_ = -1, tokens_ = -1, depth_ = -1;
+  bool masks_ = false;
+};
+
+namespace detail {
+
+template <class S>
+using ArrMap = Eigen::Map<Eigen::Array<S, Eigen::Dynamic, 1>>;
+template <class S>
+using CArrMap = Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, 1>>;
+
+/// g = GELU(a) (exact erf form), then dropout with mask (or none). Vectorised via Eigen.
+template <class S>
+inline void gelu_dropout_forward(const S* a, S* g, Eigen::Index n, const std::uint8_t* mask,
+                                 S scale) {
+  CArrMap<S> av(a, n);
+  ArrMap<S> gv(g, n);
+  gv = S(0.5) * av * (S(1) + (av * S(0.70710678118654752440)).erf());
+  if (mask)
+    for (Eigen::Index i = 0; i < n; ++i) g[i] = mask[i] ? g[i] * scale : S(0);
+}
+
+/// da = dg * mask * scale * GELU'(a), written over dg.
+template <class S>
+inline void gelu_dropout_backward(const S* a, S* dg, Eigen::Index n, const std::uint8_t* mask,
+                                  S scale) {
+  CArrMap<S> av(a, n);
+  ArrMap<S> dv(dg, n);
+  dv *= S(0.5) * (S(1) + (av * S(0.70710678118654752440)).erf()) +
+        av * S(0.39894228040143267794) * (S(-0.5) * av.square()).exp();
+  if (mask)
+    for (Eigen::Index i = 0; i < n; ++i) dg[i] = mask[i] ? dg[i] * scale : S(0);
+}
+
+/// Draws the 4 dropout masks of block l, application `app`, for every sample of the chunk.
+template <class S>
+inline void draw_block_masks(const TrmConfig& c, int chunk, int app, int l, const TrmDropout& dr,
+                             TrmBlockCache<S>& cc) {
+  const nn::Dropout drop(dr.p);
+  const int T = c.tokens(), D = c.dim, H = 4 * D, Dh = D / 2;
+  const std::size_t CD = static_cast<std::size_t>(chunk) * D;
+  for (int b = 0; b < chunk; ++b) {
+    Rng rng = dr.stream(c, b, app, l);
+    for (int r = 0; r < H; ++r) drop.sample_mask(rng, &cc.m_h1[r * CD + static_cast<std::size_t>(b) * D], D);
+    for (int t = 0; t < T; ++t) drop.sample_mask(rng, &cc.m_o1[t * CD + static_cast<std::size_t>(b) * D], D);
+    for (int t = 0; t < T; ++t)
+      drop.sample_mask(rng, &cc.m_h2[(static_cast<std::size_t>(t) * chunk + b) * Dh], Dh);
+    for (int t = 0; t < T; ++t)
+      drop.sample_mask(rng, &cc.m_o2[(static_cast<std::size_t>(t) * chunk + b) * D], D);
+  }
+}
+
+/// One mixer block: x (T*C, dim) token-major -> out (may alias x). cc receives what backward
+/// needs.
+template <class S>
+inline void block_forward(const TrmBlock<S>& blk, const TrmConfig& c, int chunk, const S* x, S* out,
+                          TrmBlockCache<S>& cc, int app, int l, const TrmDropout& dr) {
+  const int T = c.tokens(), D = c.dim, Dh = D / 2;
+  const Eigen::Index M = static_cast<Eigen::Index>(T) * chunk, CD = static_cast<Eigen::Index>(chunk) * D;
+  const S scale = static_cast<S>(1.0 / (1.0 - dr.p));
+  if (dr.active) draw_block_masks(c, chunk, app, l, dr, cc);
+  const std::uint8_t* mh1 = dr.active ? cc.m_h1.data() : nullptr;
+  const std::uint8_t* mo1 = dr.active ? cc.m_o1.data() : nullptr;
+  const std::uint8_t* mh2 = dr.active ? cc.m_h2.data() : nullptr;
+  const std::uint8_t* mo2 = dr.active ? cc.m_o2.data() : nullptr;
+
+  // token mixing: xmid = x + Dropout(W2 Dropout(GELU(W1 LN(x) + b1)) + b2)
+  blk.tok_norm.forward(nn::ConstMatMap<S>(x, M, D), cc.n1);
+  cc.a1.noalias() = blk.tok_w1.weight.value * nn::ConstMatMap<S>(cc.n1.data(), T, CD);
+  cc.a1.colwise() += blk.tok_w1.bias.value.row(0).transpose();
+  gelu_dropout_forward(cc.a1.data(), cc.g1.data(), cc.a1.size(), mh1, scale);
+  nn::MatMap<S> z1(cc.xmid.data(), T, CD);
+  z1.noalias() = blk.tok_w2.weight.value * cc.g1;
+  {
+    const S* b2 = blk.tok_w2.bias.value.data();
+    S* xm = cc.xmid.data();
+    for (Eigen::Index t = 0; t < T; ++t) {
+      const S bt = b2[t];
+      for (Eigen::Index j = t * CD; j < (t + 1) * CD; ++j) {
+        const S z = xm[j] + bt;
+        xm[j] = x[j] + (mo1 ? (mo1[j] ? z * scale : S(0)) : z);
+      }
+    }
+  }
+  // feature mixing: out = xmid + Dropout(Dropout(GELU(LN(xmid) Wc1ᵀ + bc1)) Wc2ᵀ + bc2)
+  blk.chan_norm.forward(cc.xmid, cc.n2);
+  cc.a2.noalias() = cc.n2 * blk.chan_w1.weight.value.transpose();
+  cc.a2.rowwise() += blk.chan_w1.bias.value.row(0);
+  gelu_dropout_forward(cc.a2.data(), cc.g2.data(), cc.a2.size(), mh2, scale);
+  nn::MatMap<S> o(out, M, D);
+  o.noalias() = cc.g2 * blk.chan_w2.weight.value.transpose();
+  {
+    const S* bc2 = blk.chan_w2.bias.value.data();
+    const S* xm = cc.xmid.data();
+    for (Eigen::Index r = 0; r < M; ++r)
+      for (Eigen::Index d = 0; d < D; ++d) {
+        const Eigen::Index j = r * D + d;
+        const S z = out[j] + bc2[d];
+        out[j] = xm[j] + (mo2 ? (mo2[j] ? z * scale : S(0)) : z);
+      }
+  }
+  (void)Dh;
+}
+
+/// Backward of block_forward: on entry dx holds dL/d(out), on exit dL/d(x); adds the block's
+/// parameter gradients. x is the block input kept by the caller.
+template <class S>
+inline void block_backward(TrmBlock<S>& blk, const TrmConfig& c, int chunk, const S* x,
+                           const TrmBlockCache<S>& cc, bool dropout_active, double p,
+                           TrmWorkspace<S>& ws) {
+  const int T = c.tokens(), D = c.dim;
+  const Eigen::Index M = static_cast<Eigen::Index>(T) * chunk, CD = static_cast<Eigen::Index>(chunk) * D;
+  const S scale = static_cast<S>(1.0 / (1.0 - p));
+  S* dx = ws.dx.data();
+  const Eigen::Index n = M * D;
+
+  // feature mixing: dz = Dropout'(dout)
+  const S* dz2 = dx;
+  if (dropout_active) {
+    const std::uint8_t* m = cc.m_o2.data();
+    S* dz = ws.dz.data();
+    for (Eigen::Index i = 0; i < n; ++i) dz[i] = m[i] ? dx[i] * scale : S(0);
+    dz2 = dz;
+  }
+  nn::ConstMatMap<S> dZ2(dz2, M, D);
+  blk.chan_w2.weight.grad.noalias() += dZ2.transpose() * cc.g2;
+  blk.chan_w2.bias.grad.row(0) += dZ2.colwise().sum();
+  ws.dg2.noalias() = dZ2 * blk.chan_w2.weight.value;
+  gelu_dropout_backward(cc.a2.data(), ws.dg2.data(), ws.dg2.size(),
+                        dropout_active ? cc.m_h2.data() : nullptr, scale);
+  blk.chan_w1.weight.grad.noalias() += ws.dg2.transpose() * cc.n2;
+  blk.chan_w1.bias.grad.row(0) += ws.dg2.colwise().sum();
+  ws.dn.noalias() = ws.dg2 * blk.chan_w1.weight.value;
+  blk.chan_norm.backward(cc.xmid, ws.dn, ws.dx);  // dx now holds dL/d(xmid)
+
+  // token mixing
+  const S* dz1 = dx;
+  if (dropout_active) {
+    const std::uint8_t* m = cc.m_o1.data();
+    S* dz = ws.dz.data();
+    for (Eigen::Index i = 0; i < n; ++i) dz[i] = m[i] ? dx[i] * scale : S(0);
+    dz1 = dz;
+  }
+  nn::ConstMatMap<S> dZ1(dz1, T, CD);
+  blk.tok_w2.weight.grad.noalias() += dZ1 * cc.g1.transpose();
+  blk.tok_w2.bias.grad.row(0) += dZ1.rowwise().sum().transpose();
+  ws.dg1.noalias() = blk.tok_w2.weight.value.transpose() * dZ1;
+  gelu_dropout_backward(cc.a1.data(), ws.dg1.data(), ws.dg1.size(),
+                        dropout_active ? cc.m_h1.data() : nullptr, scale);
+  nn::ConstMatMap<S> n1v(cc.n1.data(), T, CD);
+  blk.tok_w1.weight.grad.noalias() += ws.dg1 * n1v.transpose();
+  blk.tok_w1.bias.grad.row(0) += ws.dg1.rowwise().sum().transpose();
+  nn::MatMap<S> dn1(ws.dn.data(), T, CD);
+  dn1.noalias() = blk.tok_w1.weight.value.transpose() * ws.dg1;
+  blk.tok_norm.backward(nn::ConstMatMap<S>(x, M, D), ws.dn, ws.dx);  // dx: dL/dx
+}
+
+/// Embeds tokens (B, T) sample-major into ws.states[0] (token-major rows).
+template <class S>
+inline void embed_forward(const Trm<S>& model, const std::uint8_t* tokens, int chunk,
+                          TrmWorkspace<S>& ws) {
+  const int T = model.config().tokens();
+  for (int b = 0; b < chunk; ++b)
+    for (int t = 0; t < T; ++t) ws.idx[static_cast<std::size_t>(t) * chunk + b] = tokens[static_cast<std::size_t>(b) * T + t];
+  model.embed.forward(ws.idx.data(), static_cast<Eigen::Index>(T) * chunk, ws.states[0]);
+}
+
+/// Runs all applications. The first R - cached run in place on states[0] without caches; the
+/// last `cached` keep their states and caches. The network output ends in states.back() when
+/// cached > 0, else in states[0].
+template <class S>
+inline void network_forward(const Trm<S>& model, int chunk, int cached, const TrmDropout& dr,
+                            TrmWorkspace<S>& ws) {
+  const TrmConfig& c = model.config();
+  const int R = c.recursion, L = c.depth;
+  const Eigen::Index M = static_cast<Eigen::Index>(c.tokens()) * chunk;
+  for (int a = 0; a < R - cached; ++a) {
+    S* x = ws.states[0].data();
+    for (int l = 0; l < L; ++l) block_forward(model.blocks[l], c, chunk, x, x, ws.caches[0], a, l, dr);
+    model.norm.forward(ws.states[0], ws.states[0]);
+  }
+  for (int k = 0; k < cached; ++k) {
+    const int a = R - cached + k;
+    const std::size_t base = static_cast<std::size_t>(k) * (L + 1);
+    for (int l = 0; l < L; ++l)
+      block_forward(model.blocks[l], c, chunk, ws.states[base + l].data(), ws.states[base + l + 1].data(),
+                    ws.caches[static_cast<std::size_t>(k) * L + l], a, l, dr);
+    model.norm.forward(ws.states[base + L], ws.states[base + L + 1]);
+  }
+  (void)M;
+}
+
+/// Mean-pool and head: x (T*C, dim) -> ws.logits (C, 5).
+template <class S>
+inline void head_forward(const Trm<S>& model, int chunk, const nn::Mat<S>& x, const TrmDropout& dr,
+                         TrmWorkspace<S>& ws) {
+  const TrmConfig& c = model.config();
+  const nn::Dropout drop(dr.p);
+  if (dr.active)
+    for (int b = 0; b < chunk; ++b) {
+      Rng rng = dr.stream(c, b, c.recursion, 0);
+      drop.sample_mask(rng, &ws.mh0[static_cast<std::size_t>(b) * c.dim], static_cast<std::size_t>(c.dim));
+      drop.sample_mask(rng, &ws.mh1[static_cast<std::size_t>(b) * c.dim], static_cast<std::size_t>(c.dim));
+    }
+  nn::mean_pool_forward<S>(x, chunk, c.tokens(), nn::TokenOrder::TokenMajor, ws.pooled);
+  model.head_norm.forward(ws.pooled, ws.h0);
+  drop.forward<S>(ws.h0, ws.mh0.data(), ws.h0d, dr.active);
+  model.head_w1.forward(ws.h0d, ws.h1);
+  gelu_dropout_forward(ws.h1.data(), ws.h1d.data(), ws.h1.size(), dr.active ? ws.mh1.data() : nullptr,
+                       static_cast<S>(1.0 / (1.0 - dr.p)));
+  model.head_w2.forward(ws.h1d, ws.logits);
+}
+
+/// The full forward pass of one micro-batch; returns the network output (T*C, dim).
+template <class S>
+inline const nn::Mat<S>& forward_chunk(const Trm<S>& model, const std::uint8_t* tokens, int chunk,
+                                       int cached, const TrmDropout& dr, TrmWorkspace<S>& ws) {
+  embed_forward(model, tokens, chunk, ws);
+  network_forward(model, chunk, cached, dr, ws);
+  const nn::Mat<S>& out = cached > 0 ? ws.states.back() : ws.states[0];
+  head_forward(model, chunk, out, dr, ws);
+  return out;
+}
+
+/// Backward of forward_chunk from ws.dlogits (dL/dlogits); adds into the model's grads.
+template <class S>
+inline void backward_chunk(Trm<S>& model, int chunk, int cached, const TrmDropout& dr,
+                           TrmWorkspace<S>& ws) {
+  const TrmConfig& c = model.config();
+  const int R = c.recursion, L = c.depth, T = c.tokens();
+  const S scale = static_cast<S>(1.0 / (1.0 - dr.p));
+  const nn::Dropout drop(dr.p);
+  // head
+  ws.dh.setZero();
+  model.head_w2.backward(ws.h1d, ws.dlogits, ws.dh);
+  gelu_dropout_backward(ws.h1.data(), ws.dh.data(), ws.dh.size(), dr.active ? ws.mh1.data() : nullptr, scale);
+  ws.dh2.setZero();
+  model.head_w1.backward(ws.h0d, ws.dh, ws.dh2);
+  ws.dh.setZero();
+  drop.backward<S>(ws.mh0.data(), ws.dh2, ws.dh, dr.active);
+  ws.dh2.setZero();
+  model.head_norm.backward(ws.pooled, ws.dh, ws.dh2);
+  ws.dx2.setZero();
+  nn::mean_pool_backward<S>(ws.dh2, chunk, T, nn::TokenOrder::TokenMajor, ws.dx2);  // dL/d(out)
+  // applications, last first
+  for (int k = cached - 1; k >= 0; --k) {
+    const std::size_t base = static_cast<std::size_t>(k) * (L + 1);
+    ws.dx.setZero();
+    model.norm.backward(ws.states[base + L], ws.dx2, ws.dx);
+    for (int l = L - 1; l >= 0; --l)
+      block_backward(model.blocks[l], c, chunk, ws.states[base + l].data(),
+                     ws.caches[static_cast<std::size_t>(k) * L + l], dr.active, dr.p, ws);
+    ws.dx.swap(ws.dx2);
+  }
+  if (cached == R) model.embed.backward(ws.idx.data(), static_cast<Eigen::Index>(T) * chunk, ws.dx2);
+}
+
+/// Runs `f(begin, end, thread)` over fixed micro-batches [begin, end) of `chunk` samples on
+/// `threads` OpenMP threads. Inside, each thread limits nested parallelism (Eigen's GEMM) to 1.
+/// An exception thrown by f is rethrown on the calling thread (the first micro-batch's wins).
+template <class F>
+inline void for_each_chunk(int batch, int chunk, int threads, F&& f) {
+  const int nchunks = (batch + chunk - 1) / chunk;
+  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(nchunks));
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static, 1) num_threads(threads)
+  for (int i = 0; i < nchunks; ++i) {
+    omp_set_num_threads(1);
+    try {
+      f(i * chunk, std::min(batch, (i + 1) * chunk), omp_get_thread_num());
+    } catch (...) {
+      errors[static_cast<std::size_t>(i)] = std::current_exception();
+    }
+  }
+#else
+  (void)threads;
+  for (int i = 0; i < nchunks; ++i) {
+    try {
+      f(i * chunk, std::min(batch, (i + 1) * chunk), 0);
+    } catch (...) {
+      errors[static_cast<std::size_t>(i)] = std::current_exception();
+    }
+  }
+#endif
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
+}
+
+}  // namespace detail
+
+/// Inference (evaluation mode: no dropout): logits (batch, 5) for tokens (batch, T) row-major.
+/// Runs on the calling thread as one micro-batch; after the first call for a batch size, ws
+/// is reused without allocation. Throws InvalidArgument for a token outside the vocabulary.
+template <class S>
+inline void trm_logits(const Trm<S>& model, const std::uint8_t* tokens, int batch,
+                       TrmWorkspace<S>& ws, nn::Mat<S>& logits) {
+  NANONAV_ASSERT(batch > 0);
+  ws.ensure(model.config(), batch, 0, false);
+  detail::TrmDropout off;
+  detail::forward_chunk(model, tokens, batch, 0, off, ws);
+  logits = ws.logits;
+}
+
+/// The result of one training (or evaluation) pass over a batch.
+struct StepStats {
+  double loss = 0.0;  ///< mean over the batch of w_i * ℓ_i
+  int correct = 0;    ///< samples whose argmax logit is an optimal action
+  int count = 0;      ///< samples
+};
+
+/// Deterministic data-parallel training: the batch is cut into fixed micro-batches of `chunk`
+/// samples; each is run by some thread on a private replica of the model and its gradients
+/// are reduced in micro-batch order. Results therefore do not depend on the thread count.
+template <class S>
+class TrmTrainer {
+ public:
+  /// threads >= 1; chunk = samples per micro-batch (the unit of parallel work).
+  TrmTrainer(Trm<S>& model, int threads, int chunk = 32)
+      : model_(model), threads_(std::max(threads, 1)), chunk_(std::max(chunk, 1)) {
+    replicas_.assign(static_cast<std::size_t>(threads_), model_);
+    ws_.resize(static_cast<std::size_t>(threads_));
+  }
+
+  /// Mean loss over the batch; adds d(mean loss)/dθ into the model's grads (the caller zeroes
+  /// them). masks[i]: bit a set when action a is optimal for sample i; weights may be null.
+  /// Dropout (when train and p > 0) is drawn from dropout_seed per sample.
+  StepStats loss_and_grad(const std::uint8_t* tokens, const std::uint8_t* masks,
+                          const float* weights, int batch, std::uint64_t dropout_seed,
+                          bool train = true) {
+    return run(tokens, masks, weights, batch, dropout_seed, train, true);
+  }
+
+  /// Loss and accuracy without gradients (evaluation mode unless train).
+  StepStats evaluate(const std::uint8_t* tokens, const std::uint8_t* masks, const float* weights,
+                     int batch) {
+    return run(tokens, masks, weights, batch, 0, false, false);
+  }
+
+  /// Evaluation-mode logits (batch, 5), in parallel over micro-batches.
+  void logits(const std::uint8_t* tokens, int batch, nn::Mat<S>& out) {
+    NANONAV_ASSERT(batch > 0);
+    sync_replicas(false);
+    out.resize(batch, kNumActions);
+    const int T = model_.config().tokens();
+    detail::for_each_chunk(batch, chunk_, threads_, [&](int b0, int b1, int th) {
+      TrmWorkspace<S>& ws = ws_[static_cast<std::size_t>(th)];
+      ws.ensure(model_.config(), b1 - b0, 0, false);
+      detail::TrmDropout off;
+      detail::forward_chunk(replicas_[static_cast<std::size_t>(th)], tokens + static_cast<std::size_t>(b0) * T,
+                            b1 - b0, 0, off, ws);
+      out.middleRows(b0, b1 - b0) = ws.logits;
+    });
+  }
+
+  int threads() const noexcept { return threads_; }
+  int chunk() const noexcept { return chunk_; }
+
+ private:
+  void sync_replicas(bool zero) {
+    for (auto& r : replicas_) {
+      // The config may have changed (set_dropout / set_grad_last_k): replicas follow it.
+      if (r.config().dropout != model_.config().dropout) r.set_dropout(model_.config().dropout);
+      if (r.config().grad_last_k != model_.config().grad_last_k) r.set_grad_last_k(model_.config().grad_last_k);
+      std::vector<nn::Param<S>*> dst;
+      r.for_each_param([&](nn::Param<S>& p) { dst.push_back(&p); });
+      std::size_t i = 0;
+      model_.for_each_param([&](const nn::Param<S>& p) {
+        dst[i]->value = p.value;
+        if (zero) dst[i]->grad.setZero();
+        ++i;
+      });
+    }
+  }
+
+  StepStats run(const std::uint8_t* tokens, const std::uint8_t* masks, const float* weights,
+                int batch, std::uint64_t seed, bool train, bool grad) {
+    NANONAV_ASSERT(batch > 0);
+    sync_replicas(false);
+    const TrmConfig& c = model_.config();
+    const int T = c.tokens();
+    const int nchunks = (batch + chunk_ - 1) / chunk_;
+    const int cached = grad ? c.grad_applications() : 0;
+    if (grad && static_cast<int>(chunk_grads_.size()) < nchunks) {
+      chunk_grads_.resize(static_cast<std::size_t>(nchunks));
+      for (auto& g : chunk_grads_) {
+        if (!g.empty()) continue;
+        model_.for_each_param([&](const nn::Param<S>& p) { g.push_back(nn::Mat<S>::Zero(p.value.rows(), p.value.cols())); });
+      }
+    }
+    std::vector<nn::LossSums> sums(static_cast<std::size_t>(nchunks));
+    sums_.swap(sums);
+    const double inv_batch = 1.0 / batch;
+    detail::for_each_chunk(batch, chunk_, threads_, [&](int b0, int b1, int th) {
+      const int n = b1 - b0;
+      Trm<S>& rep = replicas_[static_cast<std::size_t>(th)];
+      TrmWorkspace<S>& ws = ws_[static_cast<std::size_t>(th)];
+      detail::TrmDropout dr;
+      dr.active = train && c.dropout > 0.0;
+      dr.p = c.dropout;
+      dr.seed = seed;
+      dr.first_sample = b0;
+      ws.ensure(c, n, cached, dr.active);
+      detail::forward_chunk(rep, tokens + static_cast<std::size_t>(b0) * T, n, cached, dr, ws);
+      nn::Mat<S>* dl = nullptr;
+      if (grad) {
+        ws.dlogits.setZero();
+        dl = &ws.dlogits;
+      }
+      sums_[static_cast<std::size_t>(b0 / chunk_)] = nn::masked_cross_entropy<S>(
+          ws.logits, masks + b0, weights ? weights + b0 : nullptr, inv_batch, dl);
+      if (!grad) return;
+      rep.zero_grad();
+      detail::backward_chunk(rep, n, cached, dr, ws);
+      std::size_t i = 0;
+      auto& g = chunk_grads_[static_cast<std::size_t>(b0 / chunk_)];
+      rep.for_each_param([&](const nn::Param<S>& p) { g[i++] = p.grad; });
+    });
+    StepStats st;
+    st.count = batch;
+    for (int i = 0; i < nchunks; ++i) {
+      st.loss += sums_[static_cast<std::size_t>(i)].weighted_loss;
+      st.correct += sums_[static_cast<std::size_t>(i)].correct;
+    }
+    st.loss *= inv_batch;
+    if (grad)
+      for (int i = 0; i < nchunks; ++i) {
+        std::size_t j = 0;
+        const auto& g = chunk_grads_[static_cast<std::size_t>(i)];
+        model_.for_each_param([&](nn::Param<S>& p) { p.grad += g[j++]; });
+      }
+    return st;
+  }
+
+  Trm<S>& model_;
+  int threads_, chunk_;
+  std::vector<Trm<S>> replicas_;            // one per thread
+  std::vector<TrmWorkspace<S>> ws_;         // one per thread
+  std::vector<std::vector<nn::Mat<S>>> chunk_grads_;  // one per micro-batch, slot order
+  std::vector<nn::LossSums> sums_;
+};
+
+}  // namespace nanonav

@@ -1,0 +1,334 @@
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <set>
+#include <sstream>
+#include <vector>
+
+#include <nanonav/nn/adamw.hpp>
+#include <nanonav/nn/schedule.hpp>
+#include <nanonav/trm.hpp>
+
+#include "gradcheck.hpp"
+
+using namespace nanonav;
+using gradcheck::MatD;
+using gradcheck::ParamD;
+
+namespace {
+
+// A tiny model: 2x2 grids (T = 8, vocab 5), dim 4, depth 2.
+TrmConfig tiny_config(int recursion = 3, double dropout = 0.0) {
+  TrmConfig c;
+  c.grid_size = 2;
+  c.dim = 4;
+  c.depth = 2;
+  c.recursion = recursion;
+  c.dropout = dropout;
+  return c;
+}
+
+// Random valid tokens (B, T) and optimal-action masks.
+struct Batch {
+  std::vector<std::uint8_t> tokens, masks;
+  std::vector<float> weights;
+};
+Batch random_batch(const TrmConfig& c, int batch, std::uint64_t seed) {
+  Rng rng(seed);
+  Batch b;
+  const int T = c.tokens();
+  for (int i = 0; i < batch; ++i) {
+    for (int t = 0; t < T; ++t)
+      b.tokens.push_back(static_cast<std::uint8_t>(t < T - 4 ? 1 + rng.below(2) : 3 + rng.below(c.grid_size)));
+    std::uint8_t m = 0;
+    while (m == 0) m = static_cast<std::uint8_t>(rng.below(32));
+    b.masks.push_back(m);
+    b.weights.push_back(static_cast<float>(0.5 + rng.uniform()));
+  }
+  return b;
+}
+
+std::vector<ParamD*> params_of(Trm<double>& m) {
+  std::vector<ParamD*> ps;
+  m.for_each_param([&](ParamD& p) { ps.push_back(&p); });
+  return ps;
+}
+
+// Pre-fills grads with kPrefill, runs loss_and_grad, returns grad - kPrefill per slot.
+std::vector<MatD> analytic_grads(Trm<double>& m, TrmTrainer<double>& tr, const Batch& b, int batch) {
+  m.for_each_param([](ParamD& p) { p.grad.setConstant(gradcheck::kPrefill); });
+  tr.loss_and_grad(b.tokens.data(), b.masks.data(), b.weights.data(), batch, 0, false);
+  std::vector<MatD> g;
+  m.for_each_param([&](ParamD& p) { g.push_back(p.grad.array() - gradcheck::kPrefill); });
+  return g;
+}
+
+}  // namespace
+
+TEST_CASE("TRM dim 64, depth 2 on 8x8 has 84 301 parameters with PyTorch shapes", "[trm]") {
+  TrmConfig c;
+  CHECK(c.tokens() == 68);
+  CHECK(c.vocab() == 11);
+  Trm<float> m(c);
+  CHECK(m.num_params() == 84301);
+  std::set<std::string> names;
+  std::size_t count = 0;
+  m.for_each_param([&](const nn::Param<float>& p) {
+    names.insert(p.name);
+    ++count;
+    std::int64_t n = 1;
+    for (auto s : p.shape) n *= s;
+    CHECK(n == p.value.size());
+  });
+  CHECK(names.size() == count);
+  CHECK(m.blocks[0].tok_w1.weight.shape == std::vector<std::int64_t>{256, 68, 1});
+  CHECK(m.blocks[1].chan_w2.weight.shape == std::vector<std::int64_t>{64, 32});
+  CHECK_FALSE(m.blocks[0].tok_norm.has_bias());
+  CHECK_FALSE(m.norm.has_bias());
+  CHECK(m.head_norm.has_bias());
+  TrmConfig big = c;
+  big.dim = 128;
+  big.depth = 3;
+  CHECK(Trm<float>(big).num_params() > 200000);
+}
+
+TEST_CASE("TrmConfig rejects values outside their domain", "[trm]") {
+  for (auto f : std::vector<void (*)(TrmConfig&)>{
+           [](TrmConfig& c) { c.grid_size = 0; }, [](TrmConfig& c) { c.dim = 1; },
+           [](TrmConfig& c) { c.depth = 0; }, [](TrmConfig& c) { c.recursion = 0; },
+           [](TrmConfig& c) { c.dropout = 1.0; }, [](TrmConfig& c) { c.dropout = -0.1; },
+           [](TrmConfig& c) { c.grad_last_k = 9; }, [](TrmConfig& c) { c.grad_last_k = -1; }}) {
+    TrmConfig c;
+    f(c);
+    CHECK_THROWS_AS(c.validate(), InvalidArgument);
+    CHECK_THROWS_AS(Trm<double>(c), InvalidArgument);
+  }
+}
+
+TEST_CASE("a mixer block: gradients of input and all 10 parameters", "[trm][gradcheck]") {
+  for (double scale : {1.0, 1e-3}) {
+    TrmConfig c = tiny_config(1);
+    c.dim = 6;
+    Trm<double> m(c);
+    m.init(3);
+    TrmBlock<double>& blk = m.blocks[1];
+    // Biases and gains away from their init values, so every term matters.
+    Rng rng(4);
+    blk.for_each_param([&](ParamD& p) {
+      if (!p.decay) p.value = gradcheck::random_matrix(p.value.rows(), p.value.cols(), rng, 0.3).array() + (p.name.find("norm") != std::string::npos ? 1.0 : 0.0);
+    });
+    std::vector<ParamD*> ps;
+    blk.for_each_param([&](ParamD& p) { ps.push_back(&p); });
+    CHECK(ps.size() == 10);
+    const int chunk = 3, M = c.tokens() * chunk;
+    TrmWorkspace<double> ws;
+    ws.ensure(c, chunk, 1, false);
+    detail::TrmDropout off;
+    const MatD x = gradcheck::random_matrix(M, c.dim, rng, scale);
+    gradcheck::Options opt;
+    opt.h_input = 1e-5 * scale;  // norms curve sharply near zero: the step follows the scale
+    const int fails = gradcheck::check_layer(
+        "block", x, ps,
+        [&](const MatD& in, MatD& y) {
+          y.resize(M, c.dim);
+          detail::block_forward(blk, c, chunk, in.data(), y.data(), ws.caches[0], 0, 0, off);
+        },
+        [&](const MatD& in, const MatD& dy, MatD& dx) {
+          ws.dx = dy;
+          detail::block_backward(blk, c, chunk, in.data(), ws.caches[0], false, 0.0, ws);
+          dx += ws.dx;
+        },
+        opt);
+    CHECK(fails == 0);
+  }
+}
+
+TEST_CASE("the whole model, recursion 3, dropout off: every parameter's gradient", "[trm][gradcheck]") {
+  const TrmConfig c = tiny_config(3);
+  Trm<double> m(c);
+  m.init(11);
+  const int batch = 5;  // micro-batches of 2: 3 chunks, reduced in order
+  const Batch b = random_batch(c, batch, 12);
+  TrmTrainer<double> tr(m, 1, 2);
+  const std::vector<MatD> g = analytic_grads(m, tr, b, batch);
+  const auto f = [&]() { return tr.evaluate(b.tokens.data(), b.masks.data(), b.weights.data(), batch).loss; };
+  gradcheck::Options opt;
+  opt.max_entries = 40;
+  int fails = 0;
+  std::size_t slot = 0;
+  for (ParamD* p : params_of(m)) {
+    fails += gradcheck::check_entries("trm d/d" + p->name, p->value.data(), g[slot].data(),
+                                      static_cast<std::size_t>(p->value.size()), f, opt);
+    ++slot;
+  }
+  CHECK(fails == 0);
+  CHECK(g[0].cwiseAbs().maxCoeff() > 0);  // the embedding is reached
+}
+
+TEST_CASE("grad through the last k applications: finite differences of the frozen-prefix model", "[trm][gradcheck]") {
+  TrmConfig c = tiny_config(3);
+  c.grad_last_k = 1;
+  Trm<double> m(c);
+  m.init(21);
+  const int batch = 3;
+  const Batch b = random_batch(c, batch, 22);
+  TrmTrainer<double> tr(m, 1, 4);
+  const std::vector<MatD> g = analytic_grads(m, tr, b, batch);
+
+  // The state after the first R - k = 2 applications, with the original weights: a constant.
+  TrmWorkspace<double> ws;
+  ws.ensure(c, batch, 0, false);
+  detail::TrmDropout off;
+  detail::embed_forward(m, b.tokens.data(), batch, ws);
+  {
+    TrmConfig c2 = c;
+    c2.recursion = 2;
+    c2.grad_last_k = 0;
+    Trm<double> prefix(c2);
+    std::vector<ParamD*> src = params_of(m), dst = params_of(prefix);
+    for (std::size_t i = 0; i < src.size(); ++i) dst[i]->value = src[i]->value;
+    detail::network_forward(prefix, batch, 0, off, ws);
+  }
+  const MatD x0 = ws.states[0];
+  // f(θ) = loss(head(network_θ(x0))): one application (recursion 1) from the frozen state.
+  TrmConfig c1 = c;
+  c1.recursion = 1;
+  c1.grad_last_k = 0;
+  Trm<double> last(c1);
+  std::vector<ParamD*> lp = params_of(last), mp = params_of(m);
+  for (std::size_t i = 0; i < lp.size(); ++i) lp[i]->value = mp[i]->value;
+  const auto f = [&]() {
+    ws.states[0] = x0;
+    detail::network_forward(last, batch, 0, off, ws);
+    detail::head_forward(last, batch, ws.states[0], off, ws);
+    return nn::masked_cross_entropy<double>(ws.logits, b.masks.data(), b.weights.data(), 1.0, nullptr)
+               .weighted_loss / batch;
+  };
+  gradcheck::Options opt;
+  opt.max_entries = 30;
+  int fails = 0;
+  for (std::size_t i = 1; i < lp.size(); ++i)
+    fails += gradcheck::check_entries("last-k d/d" + lp[i]->name, lp[i]->value.data(), g[i].data(),
+                                      static_cast<std::size_t>(lp[i]->value.size()), f, opt);
+  CHECK(fails == 0);
+  CHECK(g[0].cwiseAbs().maxCoeff() == 0.0);  // the embedding feeds only frozen applications
+
+  // last-k = recursion is the full gradient; last-k < recursion differs from it.
+  Trm<double> full = m;
+  full.set_grad_last_k(0);
+  TrmTrainer<double> trf(full, 1, 4);
+  const std::vector<MatD> gf = analytic_grads(full, trf, b, batch);
+  full.set_grad_last_k(3);
+  const std::vector<MatD> gk = analytic_grads(full, trf, b, batch);
+  double diff_full = 0, diff_last = 0;
+  for (std::size_t i = 0; i < gf.size(); ++i) {
+    diff_full = std::max(diff_full, (gf[i] - gk[i]).cwiseAbs().maxCoeff());
+    diff_last = std::max(diff_last, (gf[i] - g[i]).cwiseAbs().maxCoeff());
+  }
+  CHECK(diff_full == 0.0);
+  CHECK(diff_last > 1e-6);
+}
+
+TEST_CASE("float and double forward agree to float tolerance", "[trm]") {
+  TrmConfig c;
+  c.recursion = 4;
+  Trm<double> md(c);
+  md.init(5);
+  Trm<float> mf(c);
+  std::vector<nn::Param<float>*> fp;
+  mf.for_each_param([&](nn::Param<float>& p) { fp.push_back(&p); });
+  std::size_t i = 0;
+  md.for_each_param([&](const ParamD& p) { fp[i++]->value = p.value.cast<float>(); });
+  const Batch b = random_batch(c, 6, 6);
+  TrmWorkspace<double> wd;
+  TrmWorkspace<float> wf;
+  MatD ld;
+  nn::Mat<float> lf;
+  trm_logits(md, b.tokens.data(), 6, wd, ld);
+  trm_logits(mf, b.tokens.data(), 6, wf, lf);
+  CHECK(ld.cwiseAbs().maxCoeff() > 0.01);
+  CHECK((lf.cast<double>() - ld).cwiseAbs().maxCoeff() < 2e-4 * (1 + ld.cwiseAbs().maxCoeff()));
+}
+
+TEST_CASE("results do not depend on the thread count or on the batch around a sample", "[trm]") {
+  TrmConfig c = tiny_config(3, 0.2);
+  c.grid_size = 4;
+  c.dim = 8;
+  Trm<float> m1(c);
+  m1.init(7);
+  Trm<float> m2 = m1;
+  const int batch = 7;
+  const Batch b = random_batch(c, batch, 8);
+  TrmTrainer<float> t1(m1, 1, 2), t2(m2, 2, 2);
+  const StepStats s1 = t1.loss_and_grad(b.tokens.data(), b.masks.data(), b.weights.data(), batch, 99);
+  const StepStats s2 = t2.loss_and_grad(b.tokens.data(), b.masks.data(), b.weights.data(), batch, 99);
+  CHECK(s1.loss == s2.loss);
+  CHECK(s1.correct == s2.correct);
+  std::vector<nn::Mat<float>> g1, g2;
+  m1.for_each_param([&](const nn::Param<float>& p) { g1.push_back(p.grad); });
+  m2.for_each_param([&](const nn::Param<float>& p) { g2.push_back(p.grad); });
+  for (std::size_t i = 0; i < g1.size(); ++i) CHECK(g1[i] == g2[i]);
+
+  // Dropout: seeded, and off in evaluation.
+  const StepStats s3 = t1.loss_and_grad(b.tokens.data(), b.masks.data(), b.weights.data(), batch, 100);
+  const StepStats e = t1.evaluate(b.tokens.data(), b.masks.data(), b.weights.data(), batch);
+  CHECK(s3.loss != s1.loss);
+  CHECK(e.loss != s1.loss);
+
+  // Inference: trm_logits, the trainer's parallel logits, one sample at a time.
+  nn::Mat<float> la, lb, l1;
+  TrmWorkspace<float> ws;
+  trm_logits(m1, b.tokens.data(), batch, ws, la);
+  t2.logits(b.tokens.data(), batch, lb);
+  CHECK((la - lb).cwiseAbs().maxCoeff() < 1e-5f);
+  for (int i = 0; i < batch; ++i) {
+    trm_logits(m1, b.tokens.data() + i * c.tokens(), 1, ws, l1);
+    CHECK((l1.row(0) - la.row(i)).cwiseAbs().maxCoeff() < 1e-5f);
+  }
+}
+
+TEST_CASE("bad tokens and masks throw InvalidArgument, also from worker threads", "[trm]") {
+  const TrmConfig c = tiny_config(2);
+  Trm<float> m(c);
+  m.init(1);
+  Batch b = random_batch(c, 4, 2);
+  TrmTrainer<float> tr(m, 2, 1);
+  b.tokens[3 * c.tokens() + 1] = static_cast<std::uint8_t>(c.vocab());
+  CHECK_THROWS_AS(tr.loss_and_grad(b.tokens.data(), b.masks.data(), nullptr, 4, 0), InvalidArgument);
+  b.tokens[3 * c.tokens() + 1] = 1;
+  b.masks[2] = 0;
+  CHECK_THROWS_AS(tr.loss_and_grad(b.tokens.data(), b.masks.data(), nullptr, 4, 0), InvalidArgument);
+}
+
+TEST_CASE("seeded regression: 20 AdamW steps of a tiny model reproduce recorded losses", "[trm]") {
+  TrmConfig c = tiny_config(3, 0.1);
+  c.grid_size = 3;
+  c.dim = 8;
+  Trm<double> m(c);
+  m.init(2024);
+  const Batch b = random_batch(c, 16, 2025);
+  TrmTrainer<double> tr(m, 2, 4);
+  nn::AdamW<double> opt;
+  std::vector<double> losses;
+  for (int s = 0; s < 20; ++s) {
+    m.zero_grad();
+    losses.push_back(tr.loss_and_grad(b.tokens.data(), b.masks.data(), b.weights.data(), 16, 1000 + s).loss);
+    nn::clip_grad_norm(m, 1.0);
+    opt.step(m, nn::cosine_lr(1e-2, s, 20, 2));
+  }
+  // Recorded once (double, 2 threads) on 2026-11-23; any change to the model's arithmetic,
+  // initialisation, dropout streams or AdamW shows up here.
+  const std::vector<double> recorded{
+      0.82533081198813185, 0.81210817649752221, 0.78863972303297902, 0.81018854319046363,
+      0.78797696068577217, 0.7749970799269732, 0.74476915171964486, 0.7308754037253179,
+      0.73548622678470144, 0.66141956044306449, 0.73957880244297136, 0.64766248600507126,
+      0.65270747302152732, 0.63366077003397481, 0.59467337387922514, 0.60264335239009803,
+      0.63056386020629263, 0.57273575074766314, 0.59793372044463677, 0.61837163553688845};
+  std::ostringstream os;
+  os.precision(17);
+  for (double l : losses) os << l << ", ";
+  INFO("losses: " << os.str());
+  REQUIRE(recorded.size() == losses.size());
+  for (std::size_t i = 0; i < losses.size(); ++i) CHECK(losses[i] == Approx(recorded[i]).epsilon(1e-5));
+  CHECK(losses.back() < losses.front());
+}
