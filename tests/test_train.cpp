@@ -1,0 +1,168 @@
+#include <catch2/catch.hpp>
+
+#include <nanonav/train.hpp>
+
+#include <filesystem>
+
+using namespace nanonav;
+
+namespace {
+
+const Dataset& tiny_data(bool train) {
+  static const Dataset tr = [] {
+    GenerateOptions g;
+    g.num_maps = 40;
+    g.grid_size = 4;
+    g.density = 0.15;
+    g.seed = 1;
+    g.labels = LabelMode::AllCells;
+    return generate_dataset(g);
+  }();
+  static const Dataset va = [] {
+    GenerateOptions g;
+    g.num_maps = 10;
+    g.grid_size = 4;
+    g.density = 0.15;
+    g.seed = 2;
+    g.labels = LabelMode::AllCells;
+    return generate_dataset(g);
+  }();
+  return train ? tr : va;
+}
+
+TrainOptions tiny_options(const std::string& dir) {
+  TrainOptions o;
+  o.model.grid_size = 4;
+  o.model.dim = 8;
+  o.model.depth = 1;
+  o.model.recursion = 2;
+  o.model.dropout = 0.1;
+  o.batch_size = 16;
+  o.epochs = 3;
+  o.patience = 0;
+  o.lr = 3e-3;
+  o.seed = 5;
+  o.threads = 1;
+  o.checkpoint_dir = std::string(NANONAV_TEST_TMPDIR) + "/" + dir;
+  std::filesystem::remove_all(o.checkpoint_dir);
+  return o;
+}
+
+std::vector<float> flat(const Trm<float>& m) {
+  std::vector<float> v;
+  m.for_each_param([&](const nn::Param<float>& p) { v.insert(v.end(), p.value.data(), p.value.data() + p.value.size()); });
+  return v;
+}
+
+}  // namespace
+
+TEST_CASE("training lowers the loss and writes best, last and metrics", "[train]") {
+  TrainOptions o = tiny_options("train_basic");
+  o.epochs = 6;
+  Trainer t(o, tiny_data(true), tiny_data(false));
+  std::vector<std::string> lines;
+  const StopReason why = t.run(nullptr, {}, [&](const EpochRecord& r) { lines.push_back(format_epoch_line(r, o.epochs)); });
+  CHECK(why == StopReason::Finished);
+  REQUIRE(t.history().size() == 6);
+  CHECK(t.history().back().train_loss < t.history().front().train_loss);
+  CHECK(t.history().back().val_loss < t.history().front().val_loss);
+  CHECK(t.history().front().improved);
+  CHECK(std::filesystem::exists(t.best_path()));
+  CHECK(std::filesystem::exists(t.last_path()));
+  CHECK(std::filesystem::exists(t.metrics_path()));
+  REQUIRE(lines.size() == 6);
+  CHECK_THAT(lines[0], Catch::StartsWith("Epoch 1/6 - Train Loss: "));
+  CHECK_THAT(lines[0], Catch::Contains(", Train Acc: ") && Catch::Contains(" Val Loss: ") &&
+                           Catch::Contains(", Val Acc: ") && Catch::EndsWith(" *"));
+  // The best checkpoint holds the model of the epoch with the lowest validation loss.
+  double best = 1e300;
+  for (const auto& r : t.history()) best = std::min(best, r.val_loss);
+  const Trm<float> m = load_model<float>(t.best_path());
+  CHECK(evaluate(m, tiny_data(false), true, 1).loss == Approx(best).epsilon(1e-9));
+}
+
+TEST_CASE("a run stopped mid-epoch and resumed ends bit-identical to an uninterrupted one", "[train]") {
+  TrainOptions o = tiny_options("train_full");
+  Trainer full(o, tiny_data(true), tiny_data(false));
+  REQUIRE(full.run() == StopReason::Finished);
+
+  TrainOptions o2 = tiny_options("train_split");
+  o2.max_steps = full.batches_per_epoch() + 3;  // stops 3 steps into epoch 2
+  Trainer first(o2, tiny_data(true), tiny_data(false));
+  CHECK(first.run() == StopReason::StepLimit);
+  CHECK(first.history().size() == 1);
+
+  // A second interruption through the stop flag, right after the first step of the resumed run.
+  o2.max_steps = 0;
+  Trainer second(o2, tiny_data(true), tiny_data(false));
+  second.resume(second.last_path());
+  std::atomic<bool> stop{true};
+  CHECK(second.run(&stop) == StopReason::Interrupted);
+
+  Trainer third(o2, tiny_data(true), tiny_data(false));
+  third.resume(third.last_path());
+  CHECK(third.run() == StopReason::Finished);
+  CHECK(third.step() == full.step());
+  CHECK(flat(third.model()) == flat(full.model()));
+  REQUIRE(third.history().size() == full.history().size());
+  for (std::size_t i = 0; i < full.history().size(); ++i) {
+    CHECK(third.history()[i].train_loss == full.history()[i].train_loss);
+    CHECK(third.history()[i].val_loss == full.history()[i].val_loss);
+  }
+  // Resuming a finished run does nothing more.
+  Trainer fourth(o2, tiny_data(true), tiny_data(false));
+  fourth.resume(fourth.last_path());
+  CHECK(fourth.run() == StopReason::Finished);
+  CHECK(fourth.step() == full.step());
+}
+
+TEST_CASE("training does not depend on the thread count", "[train]") {
+  TrainOptions o = tiny_options("train_t1");
+  o.epochs = 1;
+  Trainer a(o, tiny_data(true), tiny_data(false));
+  a.run();
+  TrainOptions o2 = tiny_options("train_t2");
+  o2.epochs = 1;
+  o2.threads = 2;
+  Trainer b(o2, tiny_data(true), tiny_data(false));
+  b.run();
+  CHECK(flat(a.model()) == flat(b.model()));
+}
+
+TEST_CASE("early stopping triggers after `patience` epochs without a better val loss", "[train]") {
+  TrainOptions o = tiny_options("train_patience");
+  o.epochs = 20;
+  o.patience = 2;
+  o.lr = 1e-30;  // the weights cannot move in float: the val loss never improves after epoch 1
+  o.min_lr = 0;
+  o.weight_decay = 0;
+  Trainer t(o, tiny_data(true), tiny_data(false));
+  CHECK(t.run() == StopReason::EarlyStopped);
+  CHECK(t.history().size() == 3);
+  CHECK(t.history()[0].improved);
+  CHECK_FALSE(t.history()[1].improved);
+}
+
+TEST_CASE("bad options and mismatched data are refused", "[train]") {
+  TrainOptions o = tiny_options("train_bad");
+  o.model.grid_size = 8;
+  CHECK_THROWS_WITH(Trainer(o, tiny_data(true), tiny_data(false)), Catch::Contains("--grid-size 4"));
+  o = tiny_options("train_bad");
+  o.batch_size = 0;
+  CHECK_THROWS_AS(Trainer(o, tiny_data(true), tiny_data(false)), InvalidArgument);
+  o = tiny_options("train_bad");
+  o.lr = -1;
+  CHECK_THROWS_AS(Trainer(o, tiny_data(true), tiny_data(false)), InvalidArgument);
+  // Resuming with another seed is refused.
+  o = tiny_options("train_bad");
+  o.epochs = 1;
+  Trainer t(o, tiny_data(true), tiny_data(false));
+  t.run();
+  TrainOptions o3 = o;
+  o3.seed = 6;
+  Trainer u(o3, tiny_data(true), tiny_data(false));
+  CHECK_THROWS_WITH(u.resume(t.last_path()), Catch::Contains("same flags"));
+  // A `best` checkpoint cannot be resumed (no optimiser state).
+  Trainer v(o, tiny_data(true), tiny_data(false));
+  CHECK_THROWS_AS(v.resume(t.best_path()), FormatError);
+}
