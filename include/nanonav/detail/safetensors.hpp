@@ -267,7 +267,8 @@ class SafetensorsReader {
     const std::uint64_t at = key_offset(name);
     if (t->dtype != dtype)
       fail(at, "tensor '" + name + "' has dtype " + dtype_name(t->dtype) + ", expected " +
-                   dtype_name(dtype));
+                   dtype_name(dtype),
+           "was the file written by another program or version?");
     bool ok = t->shape.size() == shape.size();
     for (std::size_t i = 0; ok && i < shape.size(); ++i)
       ok = shape[i] < 0 || t->shape[i] == static_cast<std::uint64_t>(shape[i]);
@@ -275,7 +276,8 @@ class SafetensorsReader {
       std::string want = "[";
       for (std::size_t i = 0; i < shape.size(); ++i)
         want += (i ? ", " : "") + (shape[i] < 0 ? std::string("*") : std::to_string(shape[i]));
-      fail(at, "tensor '" + name + "' has shape " + shape_string(t->shape) + ", expected " + want + "]");
+      fail(at, "tensor '" + name + "' has shape " + shape_string(t->shape) + ", expected " + want + "]",
+           "was the file written with other settings (grid size, model size)?");
     }
     return *t;
   }
