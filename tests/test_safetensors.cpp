@@ -64,6 +64,7 @@ struct Sample {
   std::vector<std::int64_t> i64{-5, 1ll << 40};
   std::vector<std::int32_t> i32{-7};
   std::vector<std::uint32_t> u32{};
+  std::int64_t step = 123456789012345;
 
   SafetensorsWriter writer() const {
     SafetensorsWriter w;
@@ -73,6 +74,7 @@ struct Sample {
     w.add("longs", {2}, i64.data());
     w.add("int", {1, 1, 1}, i32.data());
     w.add("empty", {0, 4}, u32.data());
+    w.add("step", {}, &step);  // a scalar: shape [], one element
     w.set_metadata("format", "test");
     w.set_metadata("answer", "42");
     return w;
@@ -92,7 +94,7 @@ TEST_CASE("safetensors round trip keeps tensors, shapes, dtypes and metadata", "
 
   SafetensorsReader r(path);
   CHECK(r.data_start() % 8 == 0);
-  CHECK(r.tensors().size() == 6);
+  CHECK(r.tensors().size() == 7);
   CHECK(r.metadata().size() == 2);
   CHECK(r.meta("answer") == "42");
   CHECK_THROWS_AS(r.meta("nope"), FormatError);
@@ -102,6 +104,8 @@ TEST_CASE("safetensors round trip keeps tensors, shapes, dtypes and metadata", "
   CHECK(r.read_vector<std::int64_t>(r.expect("longs", DType::I64, {2})) == s.i64);
   CHECK(r.read_vector<std::int32_t>(r.expect("int", DType::I32, {1, 1, 1})) == s.i32);
   CHECK(r.read_vector<std::uint32_t>(r.expect("empty", DType::U32, {0, 4})).empty());
+  CHECK(r.read_vector<std::int64_t>(r.expect("step", DType::I64, {})) ==
+        std::vector<std::int64_t>{s.step});
 }
 
 TEST_CASE("safetensors expect() rejects wrong names, dtypes and shapes", "[safetensors]") {
