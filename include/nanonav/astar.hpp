@@ -191,6 +191,7 @@ class AStar {
     };
     static constexpr int kDr[8] = {-1, 1, 0, 0, -1, -1, 1, 1};
     static constexpr int kDc[8] = {0, 0, -1, 1, -1, 1, -1, 1};
+    static constexpr std::uint8_t kReverse[8] = {1, 0, 3, 2, 7, 6, 5, 4};
 
     const int si = start.row * w + start.col;
     Cell& sc = cells_[static_cast<std::size_t>(si)];
@@ -210,6 +211,8 @@ class AStar {
       ++out.expansions;
       const int row = ci / w, col = ci - (ci / w) * w;
       unsigned m = moves[ci] & move_mask;
+      // The move back to the parent leads to a closed cell: skip it without touching memory.
+      if (ci != si) m &= ~(1u << kReverse[parent_move_[static_cast<std::size_t>(ci)]]);
       while (m != 0) {
         const int k = detail::count_trailing_zeros(m);
         m &= m - 1;
