@@ -12,7 +12,11 @@
 /// - prepare() turns the map into one byte per cell holding the legal moves (bit m = move m in
 ///   the order above; a diagonal needs both orthogonal cells free). The inner loop visits only
 ///   legal moves, with no bounds or obstacle checks, on flat row-major arrays.
-/// - Per-cell state (g, heap slot) is reset by a generation stamp, not by clearing.
+/// - Per-cell state is one 8-byte g (2 MB for 512x512), "unseen" = all ones. A search resets
+///   only the cells it touched, on the way out, so nothing is cleared per query and no stamp
+///   or closed flag is read: a closed cell's g is already optimal, so the one test
+///   `new g < g` rejects closed and worse cells alike (consistent heuristic, exact costs).
+/// - The move back to a cell's parent is never generated (its target is closed).
 /// - The open list is an indexed binary heap with decrease-key (no stale entries).
 /// - Costs are exact integers (below), so keys are single 64-bit compares.
 ///
@@ -143,10 +147,11 @@ class AStar {
     straight_ = std::uint64_t{1} << k;
     constexpr std::uint64_t kSqrt2Q62 = 0x5A827999FCEF3242ull;  // floor(sqrt(2) * 2^62)
     diagonal_ = (kSqrt2Q62 + (std::uint64_t{1} << (61 - k))) >> (62 - k);
-    if (cells_.size() != n) {
-      cells_.assign(n, Cell{});
+    if (g_.size() != n) {
+      g_.assign(n, kUnseen);
+      slot_.assign(n, 0);
       parent_move_.assign(n, 0);
-      generation_ = 0;
+      dirty_ = false;
     }
   }
 
@@ -172,11 +177,10 @@ class AStar {
     out.path.clear();
     out.cost = 0.0;
     out.expansions = 0;
-    if (++generation_ == 0) {  // wrapped: clear the stamps once every 2^32 queries
-      for (auto& c : cells_) c.stamp = 0;
-      generation_ = 1;
-    }
+    if (dirty_) std::fill(g_.begin(), g_.end(), kUnseen);  // a previous search threw
+    dirty_ = true;
     heap_.clear();
+    touched_.clear();
     order_ = 0;
     const bool eight = conn == Connectivity::Eight;
     const unsigned move_mask = eight ? 0xFFu : 0x0Fu;
@@ -194,49 +198,51 @@ class AStar {
     static constexpr std::uint8_t kReverse[8] = {1, 0, 3, 2, 7, 6, 5, 4};
 
     const int si = start.row * w + start.col;
-    Cell& sc = cells_[static_cast<std::size_t>(si)];
-    sc.stamp = generation_;
-    sc.g = 0;
-    push({heuristic(start.row, start.col), 0, order_++, static_cast<std::uint32_t>(si)});
-    Cell* const cells = cells_.data();
+    std::uint64_t* const gv = g_.data();
+    std::uint8_t* const parent = parent_move_.data();
     const std::uint8_t* const moves = moves_.data();
+    gv[si] = 0;
+    touched_.push_back(static_cast<std::uint32_t>(si));
+    push({heuristic(start.row, start.col), 0, order_++, static_cast<std::uint32_t>(si)});
     while (!heap_.empty()) {
       const Entry cur = pop();
       const int ci = static_cast<int>(cur.node);
-      cells[ci].heap = kClosed;
       if (ci == gi) {
         finish(start, goal, out);
-        return;
+        break;
       }
       ++out.expansions;
-      const int row = ci / w, col = ci - (ci / w) * w;
+      const int row = ci / w, col = ci - row * w;
       unsigned m = moves[ci] & move_mask;
       // The move back to the parent leads to a closed cell: skip it without touching memory.
-      if (ci != si) m &= ~(1u << kReverse[parent_move_[static_cast<std::size_t>(ci)]]);
+      if (ci != si) m &= ~(1u << kReverse[parent[ci]]);
       while (m != 0) {
         const int k = detail::count_trailing_zeros(m);
         m &= m - 1;
         const int qi = ci + static_cast<int>(offset_[k]);
-        Cell& q = cells[qi];
         const std::uint64_t ng = cur.g + (k < 4 ? S : D);
-        if (q.stamp == generation_) {
-          if (q.heap == kClosed || q.g <= ng) continue;
-          q.g = ng;
-          parent_move_[static_cast<std::size_t>(qi)] = static_cast<std::uint8_t>(k);
-          Entry& e = heap_[q.heap];
+        // Closed cells never pass this test: their g is optimal (consistent heuristic, exact
+        // integer costs), so no separate closed flag is needed.
+        const std::uint64_t old = gv[qi];
+        if (ng >= old) continue;
+        gv[qi] = ng;
+        parent[qi] = static_cast<std::uint8_t>(k);
+        if (old == kUnseen) {
+          touched_.push_back(static_cast<std::uint32_t>(qi));
+          push({ng + heuristic(row + kDr[k], col + kDc[k]), ng, order_++,
+                static_cast<std::uint32_t>(qi)});
+        } else {
+          const std::uint32_t slot = slot_[static_cast<std::size_t>(qi)];
+          Entry& e = heap_[slot];
           e.f = e.f - e.g + ng;
           e.g = ng;
           e.order = order_++;
-          sift_up(q.heap);
-        } else {
-          q.stamp = generation_;
-          q.g = ng;
-          parent_move_[static_cast<std::size_t>(qi)] = static_cast<std::uint8_t>(k);
-          push({ng + heuristic(row + kDr[k], col + kDc[k]), ng, order_++,
-                static_cast<std::uint32_t>(qi)});
+          sift_up(slot);
         }
       }
     }
+    for (const std::uint32_t i : touched_) gv[i] = kUnseen;
+    dirty_ = false;
   }
 
   SearchResult search(Pos start, Pos goal, Connectivity conn = Connectivity::Four) {
@@ -259,12 +265,7 @@ class AStar {
   }
 
  private:
-  static constexpr std::uint32_t kClosed = std::numeric_limits<std::uint32_t>::max();
-  struct Cell {
-    std::uint64_t g = 0;     // scaled integer cost (valid when stamp == generation_)
-    std::uint32_t stamp = 0;
-    std::uint32_t heap = 0;  // slot in heap_, or kClosed once expanded
-  };
+  static constexpr std::uint64_t kUnseen = std::numeric_limits<std::uint64_t>::max();
   struct Entry {
     std::uint64_t f, g;
     std::uint32_t order;  // larger = g set more recently
@@ -286,11 +287,11 @@ class AStar {
       const std::uint32_t parent = (i - 1) / 2;
       if (!before(e, heap_[parent])) break;
       heap_[i] = heap_[parent];
-      cells_[heap_[i].node].heap = i;
+      slot_[heap_[i].node] = i;
       i = parent;
     }
     heap_[i] = e;
-    cells_[e.node].heap = i;
+    slot_[e.node] = i;
   }
   Entry pop() {
     const Entry top = heap_.front();
@@ -305,11 +306,11 @@ class AStar {
         if (child + 1 < n && before(heap_[child + 1], heap_[child])) ++child;
         if (!before(heap_[child], last)) break;
         heap_[i] = heap_[child];
-        cells_[heap_[i].node].heap = i;
+        slot_[heap_[i].node] = i;
         i = child;
       }
       heap_[i] = last;
-      cells_[last.node].heap = i;
+      slot_[last.node] = i;
     }
     return top;
   }
@@ -331,13 +332,15 @@ class AStar {
 
   int width_ = 0, height_ = 0;
   std::vector<std::uint8_t> map_, pad_, moves_, parent_move_;
-  std::vector<Cell> cells_;
+  std::vector<std::uint64_t> g_;       // scaled cost, kUnseen outside a search
+  std::vector<std::uint32_t> slot_;    // heap slot of an open cell
+  std::vector<std::uint32_t> touched_; // cells whose g this search set (reset at the end)
   std::vector<Entry> heap_;
   std::ptrdiff_t offset_[8] = {};
   std::uint64_t straight_ = 1, diagonal_ = 1;
   int shift_ = 0;
-  std::uint32_t generation_ = 0;
   std::uint32_t order_ = 0;
+  bool dirty_ = false;
 };
 
 /// One-shot convenience (allocates a workspace): the path from start to goal.
