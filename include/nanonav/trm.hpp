@@ -602,15 +602,18 @@ inline void for_each_chunk(int batch, int chunk, int threads, F&& f) {
 }  // namespace detail
 
 /// Inference (evaluation mode: no dropout): logits (batch, 5) for tokens (batch, T) row-major.
-/// Runs on the calling thread as one micro-batch; after the first call for a batch size, ws
+/// Runs on one thread as one micro-batch; after the first call for a batch size, ws
 /// is reused without allocation. Throws InvalidArgument for a token outside the vocabulary.
 template <class S>
 inline void trm_logits(const Trm<S>& model, const std::uint8_t* tokens, int batch,
                        TrmWorkspace<S>& ws, nn::Mat<S>& logits) {
   NANONAV_ASSERT(batch > 0);
   ws.ensure(model.config(), batch, 0, false);
-  detail::TrmDropout off;
-  detail::forward_chunk(model, tokens, batch, 0, off, ws);
+  // One micro-batch on one thread: Eigen's own GEMM threading does not pay at these sizes.
+  detail::for_each_chunk(batch, batch, 1, [&](int, int, int) {
+    detail::TrmDropout off;
+    detail::forward_chunk(model, tokens, batch, 0, off, ws);
+  });
   logits = ws.logits;
 }
 

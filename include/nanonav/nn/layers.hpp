@@ -183,18 +183,15 @@ struct LayerNorm {
   void forward(const CRef<S>& x, MRef<S> y) const {
     NANONAV_ASSERT(x.cols() == dim() && y.cols() == dim() && y.rows() == x.rows());
     const Eigen::Index d = x.cols();
+    const auto g = gain.value.row(0).array();
     for (Eigen::Index r = 0; r < x.rows(); ++r) {
-      const S* xr = x.row(r).data();
-      S* yr = y.row(r).data();
       S mean, rstd;
-      stats(xr, d, mean, rstd);
-      const S* g = gain.value.data();
-      if (has_bias()) {
-        const S* b = bias.value.data();
-        for (Eigen::Index j = 0; j < d; ++j) yr[j] = (xr[j] - mean) * rstd * g[j] + b[j];
-      } else {
-        for (Eigen::Index j = 0; j < d; ++j) yr[j] = (xr[j] - mean) * rstd * g[j];
-      }
+      stats(x.row(r).data(), d, mean, rstd);
+      // Reads x[r] fully into the expression before writing y[r]: y may alias x.
+      if (has_bias())
+        y.row(r).array() = (x.row(r).array() - mean) * rstd * g + bias.value.row(0).array();
+      else
+        y.row(r).array() = (x.row(r).array() - mean) * rstd * g;
     }
   }
 
@@ -203,29 +200,17 @@ struct LayerNorm {
   /// Mean and rstd are recomputed from x (cheap next to the GEMMs around a norm).
   void backward(const CRef<S>& x, const CRef<S>& dy, MRef<S> dx) {
     const Eigen::Index d = x.cols();
-    const S* g = gain.value.data();
-    S* dg = gain.grad.data();
-    S* db = has_bias() ? bias.grad.data() : nullptr;
+    const auto g = gain.value.row(0).array();
     for (Eigen::Index r = 0; r < x.rows(); ++r) {
-      const S* xr = x.row(r).data();
-      const S* dyr = dy.row(r).data();
-      S* dxr = dx.row(r).data();
       S mean, rstd;
-      stats(xr, d, mean, rstd);
-      S sum_dxh = 0, sum_dxh_xh = 0;
-      for (Eigen::Index j = 0; j < d; ++j) {
-        const S xh = (xr[j] - mean) * rstd;
-        const S dxh = dyr[j] * g[j];
-        sum_dxh += dxh;
-        sum_dxh_xh += dxh * xh;
-        dg[j] += dyr[j] * xh;
-        if (db) db[j] += dyr[j];
-      }
-      const S m1 = sum_dxh / static_cast<S>(d), m2 = sum_dxh_xh / static_cast<S>(d);
-      for (Eigen::Index j = 0; j < d; ++j) {
-        const S xh = (xr[j] - mean) * rstd;
-        dxr[j] += rstd * (dyr[j] * g[j] - m1 - xh * m2);
-      }
+      stats(x.row(r).data(), d, mean, rstd);
+      const auto xh = (x.row(r).array() - mean) * rstd;
+      const auto dyr = dy.row(r).array();
+      const S m1 = (dyr * g).sum() / static_cast<S>(d);
+      const S m2 = (dyr * g * xh).sum() / static_cast<S>(d);
+      gain.grad.row(0).array() += dyr * xh;
+      if (has_bias()) bias.grad.row(0).array() += dyr;
+      dx.row(r).array() += rstd * (dyr * g - m1 - xh * m2);
     }
   }
 
@@ -242,12 +227,10 @@ struct LayerNorm {
 
  private:
   void stats(const S* xr, Eigen::Index d, S& mean, S& rstd) const {
-    S s = 0;
-    for (Eigen::Index j = 0; j < d; ++j) s += xr[j];
-    mean = s / static_cast<S>(d);
-    S v = 0;
-    for (Eigen::Index j = 0; j < d; ++j) v += (xr[j] - mean) * (xr[j] - mean);
-    rstd = S(1) / std::sqrt(v / static_cast<S>(d) + static_cast<S>(eps));
+    const Eigen::Map<const Eigen::Array<S, 1, Eigen::Dynamic>> v(xr, d);
+    mean = v.sum() / static_cast<S>(d);
+    const S var = (v - mean).square().sum() / static_cast<S>(d);
+    rstd = S(1) / std::sqrt(var + static_cast<S>(eps));
   }
 };
 
