@@ -106,9 +106,22 @@ int main(int argc, char** argv) try {
 
   std::signal(SIGINT, on_sigint);
   detail::ProgressBar bar("train");
+  // Without a terminal (logs, CI) a plain progress line every 30 s replaces the bar.
+  const bool tty = detail::stderr_is_terminal();
+  auto last_line = std::chrono::steady_clock::now();
   const StopReason why = trainer.run(
       &g_stop,
       [&](const TrainProgress& p) {
+        if (!tty) {
+          const auto now = std::chrono::steady_clock::now();
+          if (now - last_line >= std::chrono::seconds(30)) {
+            last_line = now;
+            std::printf("  epoch %d: %lld/%lld batches, %.0f samples/s, loss %.4f\n", p.epoch,
+                        static_cast<long long>(p.batch), static_cast<long long>(p.batches), p.samples_per_second, p.loss);
+            std::fflush(stdout);
+          }
+          return;
+        }
         char suffix[64];
         std::snprintf(suffix, sizeof suffix, "epoch %d loss %.4f", p.epoch, p.loss);
         bar.update(static_cast<double>(p.batch), static_cast<double>(p.batches), "batch", suffix);
