@@ -35,13 +35,14 @@ struct DecodeReport {
 };
 
 DecodeReport decode_all(const SeqTrm<float>& model, const std::vector<MazeProblem>& set,
-                        bool constrained, int threads) {
+                        bool constrained, bool no_revisit, int threads) {
   DecodeReport r;
   r.n = static_cast<int>(set.size());
   r.paths.resize(set.size());
   r.checks.resize(set.size());
   MazeDecodeOptions opt;
   opt.constrained = constrained;
+  opt.no_revisit = no_revisit;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
   for (int i = 0; i < r.n; ++i) {
 #ifdef _OPENMP
@@ -229,21 +230,26 @@ int run_general(const cxxopts::ParseResult& a) {
   const int n_eval_train = std::min<int>(static_cast<int>(train.size()), static_cast<int>(test.size()));
   const std::vector<MazeProblem> train_eval(train.begin(), train.begin() + n_eval_train);
   std::printf("greedy decoding (valid = contiguous, no wall, ends at the goal; ratio = moves / A* moves):\n");
-  const DecodeReport tr_free = decode_all(model, train_eval, false, threads);
+  const DecodeReport tr_free = decode_all(model, train_eval, false, false, threads);
   print_report("training mazes, free decoding", tr_free);
-  const DecodeReport tr_con = decode_all(model, train_eval, true, threads);
+  const DecodeReport tr_con = decode_all(model, train_eval, true, false, threads);
   print_report("training mazes, constrained", tr_con);
-  const DecodeReport te_free = decode_all(model, test, false, threads);
+  const DecodeReport te_free = decode_all(model, test, false, false, threads);
   print_report("UNSEEN mazes, free decoding", te_free);
-  const DecodeReport te_con = decode_all(model, test, true, threads);
+  const DecodeReport te_con = decode_all(model, test, true, false, threads);
   print_report("UNSEEN mazes, constrained", te_con);
-  std::printf("RESULT d=%d rec=%d kind=%s train=%zu steps=%d | unseen: free valid %.1f%% opt %.1f%% | "
-              "constrained valid %.1f%% opt %.1f%% ratio %.3f | train: free valid %.1f%% constrained valid %.1f%%\n",
+  const DecodeReport te_nr = decode_all(model, test, true, true, threads);
+  print_report("UNSEEN mazes, constrained+no-revisit", te_nr);
+  const auto pct = [](int k, int n) { return 100.0 * k / std::max(1, n); };
+  const auto ratio = [](const DecodeReport& r) { return r.valid ? r.ratio_sum / r.valid : 0.0; };
+  std::printf("RESULT d=%d rec=%d kind=%s train=%zu steps=%d | unseen free: valid %.1f%% opt %.1f%% ratio %.3f"
+              " | constrained: valid %.1f%% opt %.1f%% ratio %.3f | no-revisit: valid %.1f%% opt %.1f%% ratio %.3f"
+              " | train free: valid %.1f%% opt %.1f%%\n",
               model.config().dim, model.config().recursions, kind.c_str(), train.size(), total,
-              100.0 * te_free.valid / te_free.n, 100.0 * te_free.optimal / te_free.n,
-              100.0 * te_con.valid / te_con.n, 100.0 * te_con.optimal / te_con.n,
-              te_con.valid ? te_con.ratio_sum / te_con.valid : 0.0, 100.0 * tr_free.valid / tr_free.n,
-              100.0 * tr_con.valid / tr_con.n);
+              pct(te_free.valid, te_free.n), pct(te_free.optimal, te_free.n), ratio(te_free),
+              pct(te_con.valid, te_con.n), pct(te_con.optimal, te_con.n), ratio(te_con),
+              pct(te_nr.valid, te_nr.n), pct(te_nr.optimal, te_nr.n), ratio(te_nr),
+              pct(tr_free.valid, tr_free.n), pct(tr_free.optimal, tr_free.n));
   const std::string png = a["png"].as<std::string>();
   if (!png.empty()) {
     draw_panels(test, a["constrained-png"].as<bool>() ? te_con : te_free, 4).save_png(png);

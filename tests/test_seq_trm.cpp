@@ -193,6 +193,10 @@ TEST_CASE("maze examples mask the layout, and constrained decoding only steps to
     CHECK(mp.problem.grid.is_free(path[i]));
     CHECK(std::abs(path[i].row - path[i - 1].row) + std::abs(path[i].col - path[i - 1].col) == 1);
   }
+  opt.no_revisit = true;
+  const std::vector<Pos> fresh = decode_maze_path(m, mp.problem, opt);
+  for (std::size_t i = 0; i < fresh.size(); ++i)
+    for (std::size_t k = 0; k < i; ++k) CHECK(fresh[i] != fresh[k]);
   CHECK_THROWS_AS(decode_maze_path(SeqTrm<float>(SeqTrmConfig{10, 4, 1}), mp.problem), InvalidArgument);
 }
 

@@ -285,6 +285,7 @@ inline std::vector<int> greedy_decode(const SeqTrm<S>& model, const std::vector<
 struct MazeDecodeOptions {
   int max_len = 0;           ///< cap on path cells, start included (0: width * height)
   bool constrained = false;  ///< emit only free 4-neighbours of the current cell
+  bool no_revisit = false;   ///< with constrained: never a cell already on the path
 };
 
 /// Greedy path from the start cell until the goal cell (or the cap): the prompt is the
@@ -304,15 +305,19 @@ inline std::vector<Pos> decode_maze_path(const SeqTrm<S>& model, const Problem& 
   const int cap = opt.max_len > 0 ? opt.max_len : w * h;
   const int goal_tok = cell_token(p.goal, w);
   std::vector<Pos> path{p.start};
+  std::vector<std::uint8_t> visited(static_cast<std::size_t>(w * h), 0);
+  visited[p.grid.index(p.start)] = 1;
   Pos cur = p.start;
   const auto allowed = [&](int tok) {
     if (!opt.constrained) return true;
     if (!is_cell_token(tok, w, h)) return false;
     const Pos q = token_cell(tok, w);
+    if (opt.no_revisit && visited[p.grid.index(q)]) return false;
     return p.grid.is_free(q) && std::abs(q.row - cur.row) + std::abs(q.col - cur.col) == 1;
   };
   const auto stop = [&](int tok) {
     cur = is_cell_token(tok, w, h) ? token_cell(tok, w) : Pos{-1, -1};
+    if (p.grid.in_bounds(cur)) visited[p.grid.index(cur)] = 1;
     path.push_back(cur);
     return tok == goal_tok || !is_cell_token(tok, w, h);
   };
