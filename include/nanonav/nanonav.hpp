@@ -5,5 +5,6 @@
 #include "grid.hpp"
 #include "astar.hpp"
 #include "map_gen.hpp"
+#include "map_io.hpp"
 #include "encoding.hpp"
 #include "dataset.hpp"
