@@ -8,3 +8,5 @@
 #include "map_io.hpp"
 #include "encoding.hpp"
 #include "dataset.hpp"
+#include "maze.hpp"
+#include "seq_trm.hpp"
