@@ -333,6 +333,25 @@ inline void gelu_dropout_forward(const S* a, S* g, Eigen::Index n, const std::ui
     for (Eigen::Index i = 0; i < n; ++i) g[i] = mask[i] ? g[i] * scale : S(0);
 }
 
+/// a += bias (per row, or per column), then g = Dropout(GELU(a)); row by row so each row is
+/// still in L1 for the second pass. a and g are (rows, cols) row-major.
+template <class S>
+inline void bias_gelu_dropout_forward(S* a, S* g, Eigen::Index rows, Eigen::Index cols,
+                                      const S* bias, bool bias_per_row, const std::uint8_t* mask,
+                                      S scale) {
+  // Rows are grouped to at least ~1024 entries so short rows (feature mixing) still vectorise.
+  const Eigen::Index group = std::max<Eigen::Index>(1, 1024 / std::max<Eigen::Index>(cols, 1));
+  for (Eigen::Index r0 = 0; r0 < rows; r0 += group) {
+    const Eigen::Index nr = std::min(group, rows - r0);
+    nn::MatMap<S> blk(a + r0 * cols, nr, cols);
+    if (bias_per_row)
+      for (Eigen::Index r = 0; r < nr; ++r) blk.row(r).array() += bias[r0 + r];
+    else
+      blk.rowwise() += Eigen::Map<const Eigen::Matrix<S, 1, Eigen::Dynamic>>(bias, cols);
+    gelu_dropout_forward(a + r0 * cols, g + r0 * cols, nr * cols, mask ? mask + r0 * cols : nullptr, scale);
+  }
+}
+
 /// da = dg * mask * scale * GELU'(a), written over dg.
 template <class S>
 inline void gelu_dropout_backward(const S* a, S* dg, Eigen::Index n, const std::uint8_t* mask,
@@ -380,8 +399,8 @@ inline void block_forward(const TrmBlock<S>& blk, const TrmConfig& c, int chunk,
   // token mixing: xmid = x + Dropout(W2 Dropout(GELU(W1 LN(x) + b1)) + b2)
   blk.tok_norm.forward(nn::ConstMatMap<S>(x, M, D), cc.n1);
   cc.a1.noalias() = blk.tok_w1.weight.value * nn::ConstMatMap<S>(cc.n1.data(), T, CD);
-  cc.a1.colwise() += blk.tok_w1.bias.value.row(0).transpose();
-  gelu_dropout_forward(cc.a1.data(), cc.g1.data(), cc.a1.size(), mh1, scale);
+  bias_gelu_dropout_forward(cc.a1.data(), cc.g1.data(), cc.a1.rows(), cc.a1.cols(),
+                            blk.tok_w1.bias.value.data(), true, mh1, scale);
   nn::MatMap<S> z1(cc.xmid.data(), T, CD);
   z1.noalias() = blk.tok_w2.weight.value * cc.g1;
   {
@@ -398,8 +417,8 @@ inline void block_forward(const TrmBlock<S>& blk, const TrmConfig& c, int chunk,
   // feature mixing: out = xmid + Dropout(Dropout(GELU(LN(xmid) Wc1ᵀ + bc1)) Wc2ᵀ + bc2)
   blk.chan_norm.forward(cc.xmid, cc.n2);
   cc.a2.noalias() = cc.n2 * blk.chan_w1.weight.value.transpose();
-  cc.a2.rowwise() += blk.chan_w1.bias.value.row(0);
-  gelu_dropout_forward(cc.a2.data(), cc.g2.data(), cc.a2.size(), mh2, scale);
+  bias_gelu_dropout_forward(cc.a2.data(), cc.g2.data(), cc.a2.rows(), cc.a2.cols(),
+                            blk.chan_w1.bias.value.data(), false, mh2, scale);
   nn::MatMap<S> o(out, M, D);
   o.noalias() = cc.g2 * blk.chan_w2.weight.value.transpose();
   {
