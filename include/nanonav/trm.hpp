@@ -653,8 +653,14 @@ class TrmTrainer {
   TrmTrainer(Trm<S>& model, int threads, int chunk = 32)
       : model_(model), threads_(std::max(threads, 1)), chunk_(std::max(chunk, 1)) {
     replicas_.assign(static_cast<std::size_t>(threads_), model_);
+    replica_params_.resize(replicas_.size());
+    for (std::size_t t = 0; t < replicas_.size(); ++t)
+      replicas_[t].for_each_param([&](nn::Param<S>& p) { replica_params_[t].push_back(&p); });
     ws_.resize(static_cast<std::size_t>(threads_));
   }
+  TrmTrainer(const TrmTrainer&) = delete;  // holds pointers into its own replicas
+  TrmTrainer& operator=(const TrmTrainer&) = delete;
+  TrmTrainer(TrmTrainer&&) = default;
 
   /// Mean loss over the batch; adds d(mean loss)/dθ into the model's grads (the caller zeroes
   /// them). masks[i]: bit a set when action a is optimal for sample i; weights may be null.
@@ -674,7 +680,7 @@ class TrmTrainer {
   /// Evaluation-mode logits (batch, 5), in parallel over micro-batches.
   void logits(const std::uint8_t* tokens, int batch, nn::Mat<S>& out) {
     NANONAV_ASSERT(batch > 0);
-    sync_replicas(false);
+    sync_replicas();
     out.resize(batch, kNumActions);
     const int T = model_.config().tokens();
     detail::for_each_chunk(batch, chunk_, threads_, [&](int b0, int b1, int th) {
@@ -691,26 +697,21 @@ class TrmTrainer {
   int chunk() const noexcept { return chunk_; }
 
  private:
-  void sync_replicas(bool zero) {
-    for (auto& r : replicas_) {
+  void sync_replicas() {
+    for (std::size_t t = 0; t < replicas_.size(); ++t) {
+      Trm<S>& r = replicas_[t];
       // The config may have changed (set_dropout / set_grad_last_k): replicas follow it.
       if (r.config().dropout != model_.config().dropout) r.set_dropout(model_.config().dropout);
       if (r.config().grad_last_k != model_.config().grad_last_k) r.set_grad_last_k(model_.config().grad_last_k);
-      std::vector<nn::Param<S>*> dst;
-      r.for_each_param([&](nn::Param<S>& p) { dst.push_back(&p); });
       std::size_t i = 0;
-      model_.for_each_param([&](const nn::Param<S>& p) {
-        dst[i]->value = p.value;
-        if (zero) dst[i]->grad.setZero();
-        ++i;
-      });
+      model_.for_each_param([&](const nn::Param<S>& p) { replica_params_[t][i++]->value = p.value; });
     }
   }
 
   StepStats run(const std::uint8_t* tokens, const std::uint8_t* masks, const float* weights,
                 int batch, std::uint64_t seed, bool train, bool grad) {
     NANONAV_ASSERT(batch > 0);
-    sync_replicas(false);
+    sync_replicas();
     const TrmConfig& c = model_.config();
     const int T = c.tokens();
     const int nchunks = (batch + chunk_ - 1) / chunk_;
@@ -722,8 +723,7 @@ class TrmTrainer {
         model_.for_each_param([&](const nn::Param<S>& p) { g.push_back(nn::Mat<S>::Zero(p.value.rows(), p.value.cols())); });
       }
     }
-    std::vector<nn::LossSums> sums(static_cast<std::size_t>(nchunks));
-    sums_.swap(sums);
+    if (static_cast<int>(sums_.size()) < nchunks) sums_.resize(static_cast<std::size_t>(nchunks));
     const double inv_batch = 1.0 / batch;
     detail::for_each_chunk(batch, chunk_, threads_, [&](int b0, int b1, int th) {
       const int n = b1 - b0;
@@ -769,6 +769,7 @@ class TrmTrainer {
   Trm<S>& model_;
   int threads_, chunk_;
   std::vector<Trm<S>> replicas_;            // one per thread
+  std::vector<std::vector<nn::Param<S>*>> replica_params_;  // their params, slot order
   std::vector<TrmWorkspace<S>> ws_;         // one per thread
   std::vector<std::vector<nn::Mat<S>>> chunk_grads_;  // one per micro-batch, slot order
   std::vector<nn::LossSums> sums_;
