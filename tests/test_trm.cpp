@@ -165,6 +165,34 @@ TEST_CASE("the whole model, recursion 3, dropout off: every parameter's gradient
   CHECK(g[0].cwiseAbs().maxCoeff() > 0);  // the embedding is reached
 }
 
+TEST_CASE("dropout on: gradients match finite differences under the same seeded masks", "[trm][gradcheck]") {
+  const TrmConfig c = tiny_config(2, 0.3);
+  Trm<double> m(c);
+  m.init(31);
+  const int batch = 3;
+  const Batch b = random_batch(c, batch, 32);
+  TrmTrainer<double> tr(m, 1, 2);
+  m.for_each_param([](ParamD& p) { p.grad.setConstant(gradcheck::kPrefill); });
+  tr.loss_and_grad(b.tokens.data(), b.masks.data(), b.weights.data(), batch, 77, true);
+  std::vector<MatD> g;
+  m.for_each_param([&](ParamD& p) { g.push_back(p.grad.array() - gradcheck::kPrefill); });
+  // The masks depend only on (seed, sample, application, block): the loss is a smooth
+  // function of the weights for a fixed seed.
+  const auto f = [&]() {
+    return tr.loss_and_grad(b.tokens.data(), b.masks.data(), b.weights.data(), batch, 77, true).loss;
+  };
+  gradcheck::Options opt;
+  opt.max_entries = 25;
+  int fails = 0;
+  std::size_t slot = 0;
+  for (ParamD* p : params_of(m)) {
+    fails += gradcheck::check_entries("dropout d/d" + p->name, p->value.data(), g[slot].data(),
+                                      static_cast<std::size_t>(p->value.size()), f, opt);
+    ++slot;
+  }
+  CHECK(fails == 0);
+}
+
 TEST_CASE("grad through the last k applications: finite differences of the frozen-prefix model", "[trm][gradcheck]") {
   TrmConfig c = tiny_config(3);
   c.grad_last_k = 1;
