@@ -129,6 +129,10 @@ TEST_CASE("Moving AI .scen: round trip and malformed lines", "[map_io]") {
       CHECK(back[i].optimal == ps[i].optimal);  // shortest round-trip form: exact
     }
   }
+  std::istringstream in(text);
+  CHECK(read_movingai_scen(in, "mem").size() == 2);
+  std::istringstream bad("version 1\n1\tm.map\n");
+  CHECK_THROWS_WITH(read_movingai_scen(bad, "mem"), Catch::StartsWith("mem:2: "));
   const std::string p = tmp_path("bad.scen");
   const auto read = [](const std::string& path) { return read_movingai_scen(path); };
   const std::string v = "version 1\n";
@@ -195,6 +199,10 @@ TEST_CASE("text maps: inline strings, markers, round trip, errors", "[map_io]") 
   expect_parse_error(read, p, "GG\n", 1, "a second 'G'");
   expect_parse_error(read, p, "\n; only a comment\n", 3, "at least one map row");
   CHECK_THROWS_WITH(parse_text_map("..\n.@\n"), Catch::StartsWith("<string>:2: "));
+  std::istringstream in("S#\n.G\n");
+  const TextMap s = read_text_map(in, "mem");
+  CHECK(s.grid.count_blocked() == 1);
+  CHECK(*s.goal == Pos{1, 1});
 }
 
 TEST_CASE("writes are atomic: no temporary file is left behind", "[map_io]") {

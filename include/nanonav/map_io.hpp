@@ -435,6 +435,11 @@ inline TextMap parse_text_map(std::string_view text, const std::string& origin =
   return m;
 }
 
+/// Reads a nanonav text map from a stream; `origin` names it in error messages.
+inline TextMap read_text_map(std::istream& in, const std::string& origin = "<stream>") {
+  return parse_text_map(detail::stream_text(in, origin), origin);
+}
+
 /// Reads a nanonav text map file.
 inline TextMap read_text_map(const std::string& path) {
   return parse_text_map(detail::read_file_text(path), path);
