@@ -7,6 +7,10 @@
 /// g is expanded first; remaining ties go to the node whose g was set (pushed or lowered) last.
 /// Neighbours are generated in the order Up, Down, Left, Right, then Up-Left, Up-Right,
 /// Down-Left, Down-Right; a neighbour's parent changes only on a strictly smaller g.
+/// 4-connected results (paths and expansion counts) are identical to those of the first,
+/// simple implementation (commit 870ba02; compared on 20000 random maps), so teacher datasets
+/// did not change. 8-connected searches may pick another path of the same cost: that version
+/// compared rounded floating-point sums, which break exact ties arbitrarily.
 ///
 /// How it is fast:
 /// - prepare() turns the map into one byte per cell holding the legal moves (bit m = move m in
