@@ -186,7 +186,7 @@ int main(int argc, char** argv) try {
   cxxopts::Options options("bench_trm", "Speed of the navigation TRM (recursion 8, batch 64)");
   options.add_options()("seconds", "minimum seconds per measurement", cxxopts::value<double>()->default_value("3"))(
       "threads", "thread counts to measure", cxxopts::value<std::vector<int>>()->default_value("1,2"))(
-      "chunk", "samples per micro-batch", cxxopts::value<int>()->default_value("32"))("quick", "only dim 64 / depth 2")("h,help", "this help");
+      "chunk", "samples per micro-batch", cxxopts::value<int>()->default_value("8"))("quick", "only dim 64 / depth 2")("h,help", "this help");
   const auto args = options.parse(argc, argv);
   if (args.count("help")) {
     std::cout << options.help() << "\n";

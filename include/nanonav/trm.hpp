@@ -650,7 +650,7 @@ template <class S>
 class TrmTrainer {
  public:
   /// threads >= 1; chunk = samples per micro-batch (the unit of parallel work).
-  TrmTrainer(Trm<S>& model, int threads, int chunk = 32)
+  TrmTrainer(Trm<S>& model, int threads, int chunk = 8)
       : model_(model), threads_(std::max(threads, 1)), chunk_(std::max(chunk, 1)) {
     replicas_.assign(static_cast<std::size_t>(threads_), model_);
     replica_params_.resize(replicas_.size());
