@@ -160,6 +160,8 @@ struct Embedding {
 /// (reference: torch.nn.LayerNorm(dim, bias=...)).
 template <class S>
 struct LayerNorm {
+  using RowArray = Eigen::Array<S, 1, Eigen::Dynamic>;
+  using RowMap = Eigen::Map<const RowArray>;
   Param<S> gain;  // (dim), stored (1, dim); PyTorch "weight"
   Param<S> bias;  // (dim), stored (1, dim); empty without bias
   double eps = 1e-5;
@@ -183,15 +185,16 @@ struct LayerNorm {
   void forward(const CRef<S>& x, MRef<S> y) const {
     NANONAV_ASSERT(x.cols() == dim() && y.cols() == dim() && y.rows() == x.rows());
     const Eigen::Index d = x.cols();
-    const auto g = gain.value.row(0).array();
+    const RowMap g(gain.value.data(), d);
     for (Eigen::Index r = 0; r < x.rows(); ++r) {
+      const RowMap xr(x.row(r).data(), d);
       S mean, rstd;
-      stats(x.row(r).data(), d, mean, rstd);
-      // Reads x[r] fully into the expression before writing y[r]: y may alias x.
+      stats(xr.data(), d, mean, rstd);
+      // The expression reads x[r] before writing y[r] element by element: y may alias x.
       if (has_bias())
-        y.row(r).array() = (x.row(r).array() - mean) * rstd * g + bias.value.row(0).array();
+        y.row(r).array() = (xr - mean) * rstd * g + RowMap(bias.value.data(), d);
       else
-        y.row(r).array() = (x.row(r).array() - mean) * rstd * g;
+        y.row(r).array() = (xr - mean) * rstd * g;
     }
   }
 
@@ -199,18 +202,20 @@ struct LayerNorm {
   /// dx += rstd (dxh - mean(dxh) - xh mean(dxh xh)); dg += Σ dy xh; db += Σ dy.
   /// Mean and rstd are recomputed from x (cheap next to the GEMMs around a norm).
   void backward(const CRef<S>& x, const CRef<S>& dy, MRef<S> dx) {
+    NANONAV_ASSERT(dy.rows() == x.rows() && dx.rows() == x.rows());
     const Eigen::Index d = x.cols();
-    const auto g = gain.value.row(0).array();
+    const RowMap g(gain.value.data(), d);
+    Eigen::Map<RowArray> dg(gain.grad.data(), d);
     for (Eigen::Index r = 0; r < x.rows(); ++r) {
+      const RowMap xr(x.row(r).data(), d), dyr(dy.row(r).data(), d);
+      Eigen::Map<RowArray> dxr(dx.row(r).data(), d);
       S mean, rstd;
-      stats(x.row(r).data(), d, mean, rstd);
-      const auto xh = (x.row(r).array() - mean) * rstd;
-      const auto dyr = dy.row(r).array();
+      stats(xr.data(), d, mean, rstd);
       const S m1 = (dyr * g).sum() / static_cast<S>(d);
-      const S m2 = (dyr * g * xh).sum() / static_cast<S>(d);
-      gain.grad.row(0).array() += dyr * xh;
-      if (has_bias()) bias.grad.row(0).array() += dyr;
-      dx.row(r).array() += rstd * (dyr * g - m1 - xh * m2);
+      const S m2 = (dyr * g * (xr - mean)).sum() * rstd / static_cast<S>(d);
+      dg += dyr * (xr - mean) * rstd;
+      if (has_bias()) Eigen::Map<RowArray>(bias.grad.data(), d) += dyr;
+      dxr += rstd * (dyr * g - m1 - (xr - mean) * (rstd * m2));
     }
   }
 
@@ -227,7 +232,7 @@ struct LayerNorm {
 
  private:
   void stats(const S* xr, Eigen::Index d, S& mean, S& rstd) const {
-    const Eigen::Map<const Eigen::Array<S, 1, Eigen::Dynamic>> v(xr, d);
+    const RowMap v(xr, d);
     mean = v.sum() / static_cast<S>(d);
     const S var = (v - mean).square().sum() / static_cast<S>(d);
     rstd = S(1) / std::sqrt(var + static_cast<S>(eps));
