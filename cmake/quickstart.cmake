@@ -1,5 +1,6 @@
-# The README's main job, run by `cmake --workflow --preset demo` (as a CTest test labelled
-# "demo"): generate a dataset, train the TRM, benchmark it against A*, draw pictures.
+# The README's main job, run by `cmake --workflow --preset demo` (as the CTest test
+# "quickstart", label "demo"): generate the default 8x8 dataset, train the TRM, benchmark it
+# against A* on 1000 held-out maps, and draw pictures. Must finish in <= 10 minutes on 2 cores.
 # Invoked as: cmake -DBIN=<dir of programs> -DOUT=<output dir> -P quickstart.cmake
 if(NOT BIN OR NOT OUT)
   message(FATAL_ERROR "usage: cmake -DBIN=<bin dir> -DOUT=<output dir> -P quickstart.cmake")
@@ -9,16 +10,38 @@ file(MAKE_DIRECTORY "${OUT}")
 function(step title)
   message(STATUS "")
   message(STATUS "==== ${title}")
+  string(TIMESTAMP t0 "%s")
   execute_process(COMMAND ${ARGN} WORKING_DIRECTORY "${OUT}" RESULT_VARIABLE rc)
+  string(TIMESTAMP t1 "%s")
+  math(EXPR dt "${t1} - ${t0}")
   if(NOT rc EQUAL 0)
     message(FATAL_ERROR "step '${title}' failed (exit ${rc})")
   endif()
+  message(STATUS "(${dt} s)")
 endfunction()
 
-step("1. generate the 8x8 dataset"
-  "${BIN}/generate_dataset" --num-train 5000 --num-test 500 --grid-size 8 --augment
-  --output-dir "${OUT}/data")
-step("2. draw an A* picture"
-  "${BIN}/astar_visual" --seed 42 --size 8 --save "${OUT}/astar.png")
+string(TIMESTAMP start "%s")
+step("1/5 generate the 8x8 dataset (all reachable cells labelled, 8 symmetries)"
+  "${BIN}/generate_dataset" --num-train 400 --num-test 200 --grid-size 8 --obstacle-density 0.2
+  --labels all-cells --augment --output-dir data)
+step("2/5 train the TRM (dim 64, depth 2, recursion 8)"
+  "${BIN}/train" --train-path data/train.safetensors --val-path data/test.safetensors
+  --checkpoint-dir checkpoints --epochs 1 --patience 0 --dropout 0 --lr 2e-3 --threads 2 --time-limit 6)
+step("3/5 benchmark against A* on 1000 held-out maps (seed 2026, never used in training)"
+  "${BIN}/benchmark" --checkpoint checkpoints/best.safetensors --episodes 1000 --seed 2026
+  --json benchmark.json)
+step("4/5 draw the TRM's path next to A*'s"
+  "${BIN}/trm_visual" --checkpoint checkpoints/best.safetensors --seed 7 --save trm_vs_astar.png)
+step("5/5 draw the A* teacher on a Moving-AI-style picture"
+  "${BIN}/astar_visual" --seed 42 --size 8 --save astar.png)
+
+file(READ "${OUT}/benchmark.json" bench)
+string(JSON pass_success GET "${bench}" pass_success)
+string(JSON pass_ratio GET "${bench}" pass_ratio)
+string(TIMESTAMP end "%s")
+math(EXPR total "${end} - ${start}")
 message(STATUS "")
-message(STATUS "outputs are in ${OUT}")
+message(STATUS "quickstart finished in ${total} s; outputs are in ${OUT}")
+# The verdict is reported, not enforced: the short default run does not yet reach the seed's
+# success bar (see docs/TRAINING-GUIDE.md); the pipeline itself must not fail.
+message(STATUS "seed criteria: success >= 85%: ${pass_success}, path ratio <= 1.3: ${pass_ratio}")

@@ -65,6 +65,8 @@ int main(int argc, char** argv) try {
     std::cout << options.help() << "\n";
     return 0;
   }
+  const std::string mode = args["label-mode"].as<std::string>();
+  if (mode != "mask" && mode != "single") throw InvalidArgument("--label-mode must be mask or single, got '" + mode + "'");
   const auto t0 = std::chrono::steady_clock::now();
   const Dataset train = load_dataset(args["train-path"].as<std::string>());
   const Dataset val = load_dataset(args["val-path"].as<std::string>());
@@ -89,8 +91,6 @@ int main(int argc, char** argv) try {
   o.seed = args["seed"].as<std::uint64_t>();
   o.time_limit_seconds = 60.0 * args["time-limit"].as<double>();
   o.checkpoint_dir = args["checkpoint-dir"].as<std::string>();
-  const std::string mode = args["label-mode"].as<std::string>();
-  if (mode != "mask" && mode != "single") throw InvalidArgument("--label-mode must be mask or single, got '" + mode + "'");
   o.mask_labels = mode == "mask";
 
   Trainer trainer(o, train, val);

@@ -32,6 +32,7 @@
 #include "detail/rng.hpp"
 #include "detail/safetensors.hpp"
 #include "encoding.hpp"
+#include "detail/text.hpp"
 #include "errors.hpp"
 #include "grid.hpp"
 #include "map_gen.hpp"
@@ -392,12 +393,6 @@ inline void gather_batch(const Dataset& ds, const std::uint32_t* idx, std::size_
 // ---- files --------------------------------------------------------------------------------
 
 namespace detail {
-inline std::string format_double(double v) {
-  char buf[64];
-  const auto r = std::to_chars(buf, buf + sizeof buf, v);
-  return std::string(buf, r.ptr);
-}
-
 template <class T>
 T parse_meta_number(const SafetensorsReader& f, const std::string& key) {
   const std::string& s = f.meta(key);

@@ -49,6 +49,8 @@
 #include <vector>
 
 #include "detail/rng.hpp"
+#include "detail/atomic_file.hpp"
+#include "detail/text.hpp"
 #include "errors.hpp"
 #include "grid.hpp"
 
@@ -84,34 +86,9 @@ inline std::string read_file_text(const std::string& path) {
   return ss.str();
 }
 
-/// Writes `content` to `path` atomically (temporary file in the same folder, then rename).
+/// Writes `content` to `path` atomically (detail/atomic_file.hpp: temp file, fsync, rename).
 inline void write_file_atomic(const std::string& path, std::string_view content) {
-  // The suffix only has to differ between concurrent writers; it need not be reproducible.
-  std::uint64_t seed = static_cast<std::uint64_t>(
-      std::chrono::steady_clock::now().time_since_epoch().count());
-  seed ^= static_cast<std::uint64_t>(std::random_device{}()) << 32;
-  seed ^= reinterpret_cast<std::uintptr_t>(&content);
-  Rng rng(seed);
-  char suffix[17];
-  std::snprintf(suffix, sizeof suffix, "%016llx", static_cast<unsigned long long>(rng.next_u64()));
-  const std::string tmp = path + ".tmp." + suffix;
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw IoError(tmp, "cannot open for writing");
-    out.write(content.data(), static_cast<std::streamsize>(content.size()));
-    out.flush();
-    if (!out) {
-      out.close();
-      std::remove(tmp.c_str());
-      throw IoError(tmp, "write failed");
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::remove(tmp.c_str());
-    throw IoError(path, "cannot rename " + tmp + " over it: " + ec.message());
-  }
+  write_file_atomically(path, content.data(), content.size());
 }
 
 /// Splits text into lines, dropping a '\r' before each '\n' (the views point into `text`).
@@ -189,12 +166,6 @@ inline std::string stream_text(std::istream& in, const std::string& origin) {
   ss << in.rdbuf();
   if (in.bad()) throw IoError(origin, "read failed");
   return ss.str();
-}
-
-inline std::string format_double(double v) {
-  char buf[64];
-  const auto r = std::to_chars(buf, buf + sizeof buf, v);
-  return std::string(buf, r.ptr);
 }
 
 }  // namespace detail
