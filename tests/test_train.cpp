@@ -8,25 +8,19 @@ using namespace nanonav;
 
 namespace {
 
+Dataset make_data(std::uint64_t seed, std::uint64_t maps) {
+  GenerateOptions g;
+  g.num_maps = maps;
+  g.grid_size = 4;
+  g.density = 0.15;
+  g.seed = seed;
+  g.labels = LabelMode::AllCells;
+  return generate_dataset(g);
+}
+
 const Dataset& tiny_data(bool train) {
-  static const Dataset tr = [] {
-    GenerateOptions g;
-    g.num_maps = 40;
-    g.grid_size = 4;
-    g.density = 0.15;
-    g.seed = 1;
-    g.labels = LabelMode::AllCells;
-    return generate_dataset(g);
-  }();
-  static const Dataset va = [] {
-    GenerateOptions g;
-    g.num_maps = 10;
-    g.grid_size = 4;
-    g.density = 0.15;
-    g.seed = 2;
-    g.labels = LabelMode::AllCells;
-    return generate_dataset(g);
-  }();
+  static const Dataset tr = make_data(1, 40);
+  static const Dataset va = make_data(2, 10);
   return train ? tr : va;
 }
 
