@@ -81,6 +81,8 @@ int main(int argc, char** argv) try {
   }
 
   AStar astar_ws;
+  std::vector<Pos> expanded;
+  if (args.count("save")) astar_ws.set_expansion_log(&expanded);
   const auto t0 = std::chrono::steady_clock::now();
   const SearchResult r = astar_ws.search(grid, start, goal, conn);
   const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
@@ -98,12 +100,14 @@ int main(int argc, char** argv) try {
     int scale = args["scale"].as<int>();
     if (scale == 0) scale = std::max(2, std::min(48, 512 / std::max(grid.width(), grid.height())));
     GridPanel panel(grid, scale);
+    for (Pos e : expanded) panel.fill_cell(e, palette::kExpanded);
     panel.draw_path(r.path, palette::kAStar);
     panel.mark_cell(start, palette::kStart);
     panel.mark_cell(goal, palette::kGoal);
     const std::string out = args["save"].as<std::string>();
     panel.image().save_png(out);
-    std::printf("saved %s (%dx%d pixels)\n", out.c_str(), panel.image().width(), panel.image().height());
+    std::printf("saved %s (%dx%d pixels; light blue: the %zu expanded cells)\n", out.c_str(), panel.image().width(),
+                panel.image().height(), expanded.size());
   }
   return 0;
 } catch (const std::exception& e) {

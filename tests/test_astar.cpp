@@ -2,6 +2,7 @@
 
 #include <nanonav/astar.hpp>
 #include <nanonav/detail/rng.hpp>
+#include <nanonav/map_gen.hpp>
 #include <nanonav/map_io.hpp>
 
 #include <atomic>
@@ -492,4 +493,23 @@ TEST_CASE("Moving AI 8room_000: every problem optimal", "[astar][movingai]") {
 }
 TEST_CASE("Moving AI maze512-1-0: every problem optimal", "[astar][movingai]") {
   check_scenario_file("maze512-1-0");
+}
+
+TEST_CASE("the expansion log lists each expanded cell once, as many as reported", "[astar]") {
+  nanonav::Problem p = nanonav::random_problem(16, 16, 0.25, 99);
+  nanonav::AStar ws;
+  std::vector<nanonav::Pos> log;
+  ws.set_expansion_log(&log);
+  const nanonav::SearchResult r = ws.search(p.grid, p.start, p.goal);
+  REQUIRE(r.found);
+  CHECK(log.size() == r.expansions);
+  CHECK(log.front() == p.start);
+  std::vector<int> seen(256, 0);
+  for (nanonav::Pos q : log) {
+    CHECK(p.grid.is_free(q));
+    CHECK(++seen[q.row * 16 + q.col] == 1);
+  }
+  ws.set_expansion_log(nullptr);
+  ws.search(p.grid, p.start, p.goal);
+  CHECK(log.size() == r.expansions);  // no longer recorded
 }
