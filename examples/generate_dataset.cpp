@@ -72,6 +72,7 @@ int main(int argc, char** argv) try {
     ("output-dir", "folder for the two files (created if missing)", cxxopts::value<std::string>()->default_value("data"))
     ("augment", "add the 8 rotations/reflections of every train map")
     ("labels", "path (cells along A*'s path) or all-cells (every reachable cell)", cxxopts::value<std::string>()->default_value("path"))
+    ("encoding", "marked (agent and goal also marked on the grid) or seed (coordinates only, as the seed)", cxxopts::value<std::string>()->default_value("marked"))
     ("threads", "OpenMP threads, 0 = all cores", cxxopts::value<int>()->default_value("0"))
     ("h,help", "show this help");
   // clang-format on
@@ -98,6 +99,7 @@ int main(int argc, char** argv) try {
   const int threads = args["threads"].as<int>();
   if (threads < 0) throw nanonav::InvalidArgument("--threads must be >= 0");
   const nanonav::LabelMode labels = nanonav::parse_label_mode(args["labels"].as<std::string>());
+  const nanonav::Encoding encoding = nanonav::parse_encoding(args["encoding"].as<std::string>());
   const std::string dir = args["output-dir"].as<std::string>();
   std::filesystem::create_directories(dir);
 
@@ -109,6 +111,7 @@ int main(int argc, char** argv) try {
     o.density = density;
     o.seed = seed;
     o.labels = labels;
+    o.encoding = encoding;
     o.augment = augment;
     o.threads = threads;
     if (tty)
@@ -130,9 +133,9 @@ int main(int argc, char** argv) try {
   };
 
   const auto t0 = Clock::now();
-  std::printf("grid %dx%d, obstacle density %.3f, labels %s, %d tokens/sample, vocabulary %d\n", n,
-              n, density, nanonav::to_string(labels), nanonav::tokens_per_state(n),
-              nanonav::vocab_size(n));
+  std::printf("grid %dx%d, obstacle density %.3f, labels %s, %s encoding, %d tokens/sample, vocabulary %d\n",
+              n, n, density, nanonav::to_string(labels), nanonav::to_string(encoding),
+              nanonav::tokens_per_state(n), nanonav::vocab_size(n, encoding));
   make("train", num_train, args["train-seed"].as<std::uint64_t>(), args.count("augment") > 0);
   make("test", num_test, args["test-seed"].as<std::uint64_t>(), false);
 

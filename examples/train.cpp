@@ -73,6 +73,7 @@ int main(int argc, char** argv) try {
 
   TrainOptions o;
   o.model.grid_size = args["grid-size"].as<int>() ? args["grid-size"].as<int>() : train.info.grid_size;
+  o.model.encoding = train.info.encoding;  // the model reads the tokens its data was written with
   o.model.dim = args["dim"].as<int>();
   o.model.depth = args["depth"].as<int>();
   o.model.recursion = args["recursion"].as<int>();
@@ -97,7 +98,8 @@ int main(int argc, char** argv) try {
   if (args.count("resume")) trainer.resume(args["resume"].as<std::string>());
   std::printf("nanonav train: %zu train / %zu val samples of %dx%d maps (%.1f MiB of tokens)\n", train.size(),
               val.size(), o.model.grid_size, o.model.grid_size, (train.bytes() + val.bytes()) / 1048576.0);
-  std::printf("model: dim %d, depth %d, recursion %d, grad-last-k %d, dropout %.2f: %zu parameters\n", o.model.dim,
+  std::printf("model: %s encoding, dim %d, depth %d, recursion %d, grad-last-k %d, dropout %.2f: %zu parameters\n",
+              to_string(o.model.encoding), o.model.dim,
               o.model.depth, o.model.recursion, o.model.grad_last_k, o.model.dropout, trainer.model().num_params());
   std::printf("training: batch %d, lr %g (cosine to %g, warm-up %d), wd %g, clip %g, labels %s, %d threads, %lld steps/epoch\n",
               o.batch_size, o.lr, o.min_lr, o.warmup_steps, o.weight_decay, o.clip, mode.c_str(), o.threads,

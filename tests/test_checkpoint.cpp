@@ -107,6 +107,24 @@ TEST_CASE("inference-only load rebuilds the model from the file's config", "[che
   CHECK_THROWS_WITH(load_checkpoint(path, e, &opt), Catch::Contains("no optimiser state"));
 }
 
+TEST_CASE("the encoding is part of the config and sets the vocabulary", "[checkpoint]") {
+  TrmConfig c = tiny_config();
+  c.encoding = Encoding::Marked;
+  Trm<float> a(c);
+  a.init(4);
+  CHECK(a.num_params() == Trm<float>(tiny_config()).num_params() + 3 * static_cast<std::size_t>(c.dim));
+  const std::string path = tmp("ckpt_marked.safetensors");
+  save_checkpoint(path, a);
+  CHECK(read_checkpoint_info(path).config.encoding == Encoding::Marked);
+  CHECK(load_model<float>(path).config().encoding == Encoding::Marked);
+  // A config written before the field existed means seed tokens; an unknown one is refused.
+  nlohmann::json j = to_json(c);
+  j.erase("encoding");
+  CHECK(trm_config_from_json(j).encoding == Encoding::Seed);
+  j["encoding"] = "onehot";
+  CHECK_THROWS_AS(trm_config_from_json(j), InvalidArgument);
+}
+
 TEST_CASE("a checkpoint of another config is refused and leaves the model untouched", "[checkpoint]") {
   Trm<float> a(tiny_config());
   a.init(1);

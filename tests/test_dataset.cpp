@@ -231,6 +231,37 @@ TEST_CASE("datasets survive a save/load round trip", "[dataset]") {
     CHECK(r.meta("vocab_size") == "8");
     CHECK(r.file_size() < ds.bytes() + 2048);
   }
+  // The marked encoding: every sample holds exactly one agent marker where its coordinate
+  // tokens say, the goal marker elsewhere, and the encoding survives the round trip.
+  GenerateOptions mo = small_options(5, 30, LabelMode::AllCells, true);
+  mo.encoding = Encoding::Marked;
+  const Dataset marked = generate_dataset(mo);
+  const Dataset seed = generate_dataset(small_options(5, 30, LabelMode::AllCells, true));
+  REQUIRE(marked.size() == seed.size());
+  CHECK(marked.action == seed.action);
+  CHECK(marked.info.vocab() == 11);
+  for (std::size_t i = 0; i < marked.size(); ++i) {
+    const std::uint8_t* tok = marked.sample_tokens(i);
+    const Pos cur = decode_pos(tok, 5, 0), goal = decode_pos(tok, 5, 1);
+    int agents = 0, goals = 0;
+    for (int c = 0; c < 25; ++c) {
+      agents += tok[c] == agent_token(5);
+      goals += tok[c] == goal_token(5);
+    }
+    REQUIRE(agents == 1);
+    REQUIRE(goals == 1);
+    REQUIRE(tok[cur.row * 5 + cur.col] == agent_token(5));
+    REQUIRE(tok[goal.row * 5 + goal.col] == goal_token(5));
+  }
+  const std::string mpath = tmp_path("ds_marked.safetensors");
+  save_dataset(mpath, marked);
+  const Dataset mback = load_dataset(mpath);
+  CHECK(mback.info.encoding == Encoding::Marked);
+  CHECK(same_samples(marked, mback));
+  CHECK(detail::SafetensorsReader(mpath).meta("vocab_size") == "11");
+  Dataset mixed = seed;
+  CHECK_THROWS_AS(mixed.append(marked), InvalidArgument);
+
   Dataset empty;
   empty.info.grid_size = 3;
   save_dataset(tmp_path("ds_empty.safetensors"), empty);
@@ -287,6 +318,9 @@ TEST_CASE("load_dataset rejects wrong metadata, shapes and values", "[dataset]")
     w.set_metadata("density", "0.25");
     w.set_metadata("seed", "7");
     w.set_metadata("labels", tweak == "labels" ? "cells" : "path");
+    // Files from before the marked encoding have no "encoding" key and read as seed tokens.
+    if (tweak == "encoding") w.set_metadata("encoding", "onehot");
+    else if (tweak == "encoding_marked") w.set_metadata("encoding", "marked");
     w.set_metadata("augment", tweak == "augment" ? "yes" : "false");
     if (tweak != "no_num_maps") w.set_metadata("num_maps", "4");
     w.set_metadata("mean_path_length", "2.5");
@@ -294,7 +328,8 @@ TEST_CASE("load_dataset rejects wrong metadata, shapes and values", "[dataset]")
   };
   write("none");
   CHECK(same_samples(load_dataset(path), ds));
-  for (const char* tweak : {"tokens_shape", "tokens_flat", "no_tokens", "action_short",
+  CHECK(load_dataset(path).info.encoding == Encoding::Seed);
+  for (const char* tweak : {"encoding", "tokens_shape", "tokens_flat", "no_tokens", "action_short",
                             "mask_dtype", "format", "version", "grid", "grid_text", "labels",
                             "augment", "no_num_maps"}) {
     write(tweak);
@@ -310,6 +345,8 @@ TEST_CASE("load_dataset rejects wrong metadata, shapes and values", "[dataset]")
   };
   ds.tokens[3] = 3;  // a coordinate token in a cell slot
   check_value("cell token 3");
+  ds.tokens[3] = agent_token(3);  // a marker in a file of seed tokens
+  check_value("marker in a seed file");
   ds.tokens[t - 1] = static_cast<std::uint8_t>(vocab_size(3));  // coordinate >= vocabulary
   check_value("token >= vocab");
   ds.tokens[t - 1] = 0;

@@ -38,6 +38,43 @@ TEST_CASE("tokens of a hand-made 3x3 state", "[encoding]") {
   CHECK(encode_state(g, {0, 0}, {0, 2}) == want2);
 }
 
+TEST_CASE("marked encoding: agent and goal are also cells of their own", "[encoding]") {
+  // Same 3x3 map as above: current (2, 1), goal (0, 2).
+  Grid g(3, 3);
+  g.set_blocked({0, 1}, true);
+  g.set_blocked({1, 2}, true);
+  g.set_blocked({2, 0}, true);
+  const std::uint8_t A = agent_token(3), G = goal_token(3), AG = agent_on_goal_token(3);
+  CHECK(A == 6);
+  CHECK(G == 7);
+  CHECK(AG == 8);
+  CHECK(vocab_size(3, Encoding::Marked) == 9);
+  const std::vector<std::uint8_t> want = {1, 2, G, 1, 1, 2, 2, A, 1, 2 + 3, 1 + 3, 0 + 3, 2 + 3};
+  CHECK(encode_state(g, {2, 1}, {0, 2}, Encoding::Marked) == want);
+
+  // Moving the agent rewrites its old and new cells and the two coordinates, and stepping
+  // onto and off the goal uses the combined marker.
+  std::vector<std::uint8_t> buf = want;
+  const Pos walk[] = {{2, 2}, {1, 1}, {0, 2}, {1, 0}, {0, 0}};
+  for (Pos p : walk) {
+    encode_current(3, p, buf.data(), Encoding::Marked);
+    CHECK(buf == encode_state(g, p, {0, 2}, Encoding::Marked));
+  }
+  CHECK(encode_state(g, {0, 2}, {0, 2}, Encoding::Marked)[2] == AG);
+  for (std::uint8_t v = 0; v < 12; ++v)
+    CHECK(valid_cell_token(3, Encoding::Marked, v) == (v == 1 || v == 2 || (v >= 6 && v <= 8)));
+  CHECK_FALSE(valid_cell_token(3, Encoding::Seed, A));
+
+  // Markers would hide an obstacle, so agent or goal on one is refused; too large maps too.
+  CHECK_THROWS_AS(encode_state(g, {0, 1}, {0, 2}, Encoding::Marked), InvalidArgument);
+  CHECK_THROWS_AS(encode_state(g, {0, 0}, {2, 0}, Encoding::Marked), InvalidArgument);
+  CHECK_THROWS_AS(encode_state(Grid(251, 251), {0, 0}, {1, 1}, Encoding::Marked), InvalidArgument);
+  CHECK(encode_state(Grid(250, 250), {0, 0}, {1, 1}, Encoding::Marked)[0] == 253);
+  CHECK(parse_encoding("marked") == Encoding::Marked);
+  CHECK(parse_encoding("seed") == Encoding::Seed);
+  CHECK_THROWS_AS(parse_encoding("onehot"), InvalidArgument);
+}
+
 TEST_CASE("encoding rejects maps and positions it cannot represent", "[encoding]") {
   CHECK_THROWS_AS(encode_state(Grid(4, 3), {0, 0}, {1, 1}), InvalidArgument);
   CHECK_THROWS_AS(encode_state(Grid(253, 253), {0, 0}, {1, 1}), InvalidArgument);
@@ -151,11 +188,13 @@ TEST_CASE("A* costs, optimal actions and masks are invariant under the 8 transfo
           const Pos tq = transform(d, path.path[k], n);
           CHECK((optimal_action_mask(tg, tdist, tq) >> static_cast<int>(transform(d, a)) & 1));
         }
-        // Token transform = encoding the transformed state.
-        const auto tok = encode_state(p.grid, p.start, p.goal);
-        std::vector<std::uint8_t> out(tok.size());
-        transform_tokens(d, n, tok.data(), out.data());
-        CHECK(out == encode_state(tg, ts, tgoal));
+        // Token transform = encoding the transformed state, in both encodings.
+        for (Encoding e : {Encoding::Seed, Encoding::Marked}) {
+          const auto tok = encode_state(p.grid, p.start, p.goal, e);
+          std::vector<std::uint8_t> out(tok.size());
+          transform_tokens(d, n, tok.data(), out.data());
+          CHECK(out == encode_state(tg, ts, tgoal, e));
+        }
       }
     }
   }

@@ -27,7 +27,8 @@ inline constexpr const char* kCheckpointFormat = "nanonav-checkpoint";
 
 inline nlohmann::json to_json(const TrmConfig& c) {
   return {{"grid_size", c.grid_size}, {"dim", c.dim},         {"depth", c.depth},
-          {"recursion", c.recursion}, {"dropout", c.dropout}, {"grad_last_k", c.grad_last_k}};
+          {"recursion", c.recursion}, {"dropout", c.dropout}, {"grad_last_k", c.grad_last_k},
+          {"encoding", to_string(c.encoding)}};
 }
 
 /// Parses a config written by to_json; throws InvalidArgument naming the bad field.
@@ -40,6 +41,8 @@ inline TrmConfig trm_config_from_json(const nlohmann::json& j) {
     c.recursion = j.at("recursion").get<int>();
     c.dropout = j.at("dropout").get<double>();
     c.grad_last_k = j.at("grad_last_k").get<int>();
+    // Checkpoints written before the marked encoding existed have none: seed tokens.
+    if (j.contains("encoding")) c.encoding = parse_encoding(j.at("encoding").get<std::string>());
   } catch (const nlohmann::json::exception& e) {
     throw InvalidArgument(std::string("model config: ") + e.what());
   }

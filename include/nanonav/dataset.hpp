@@ -63,12 +63,13 @@ struct DatasetInfo {
   double density = 0.0;            ///< obstacle density passed to random_problem
   std::uint64_t seed = 0;          ///< map i is random_problem(N, N, density, seed, i)
   LabelMode labels = LabelMode::Path;
+  Encoding encoding = Encoding::Seed;  ///< how states became tokens (encoding.hpp)
   bool augment = false;            ///< samples repeated under the 8 dihedral transforms
   std::uint64_t num_maps = 0;
   double mean_path_length = 0.0;   ///< mean A* path length (moves) start -> goal over the maps
 
   int tokens_per_sample() const noexcept { return tokens_per_state(grid_size); }
-  int vocab() const noexcept { return vocab_size(grid_size); }
+  int vocab() const noexcept { return vocab_size(grid_size, encoding); }
 };
 
 /// Samples as a struct of arrays, one byte per token/label: sample i is
@@ -108,6 +109,9 @@ struct Dataset {
     if (other.info.grid_size != info.grid_size)
       throw InvalidArgument("Dataset::append: grid size " + std::to_string(other.info.grid_size) +
                             " != " + std::to_string(info.grid_size));
+    if (other.info.encoding != info.encoding)
+      throw InvalidArgument(std::string("Dataset::append: encoding ") + to_string(other.info.encoding) +
+                            " != " + to_string(info.encoding));
     const double total = static_cast<double>(info.num_maps + other.info.num_maps);
     if (total > 0)
       info.mean_path_length = (info.mean_path_length * static_cast<double>(info.num_maps) +
@@ -153,10 +157,10 @@ struct SampleWorkspace {
 };
 
 /// Fills `out` with the un-augmented samples of one problem (see the labelling modes at the
-/// top of this header). Throws InvalidArgument for a map that cannot be encoded or whose goal
-/// is unreachable from the start.
+/// top of this header), encoded with `enc`. Throws InvalidArgument for a map that cannot be
+/// encoded or whose goal is unreachable from the start.
 inline void problem_samples(const Problem& p, LabelMode labels, MapSamples& out,
-                            SampleWorkspace& ws) {
+                            SampleWorkspace& ws, Encoding enc = Encoding::Seed) {
   const int n = encodable_size(p.grid);
   const std::size_t t = static_cast<std::size_t>(tokens_per_state(n));
   goal_distances(p.grid, p.goal, ws.dist);
@@ -172,11 +176,11 @@ inline void problem_samples(const Problem& p, LabelMode labels, MapSamples& out,
     const std::size_t at = b.size();
     if (at == 0) {
       b.resize(t);
-      encode_state(p.grid, cur, p.goal, b.data());
+      encode_state(p.grid, cur, p.goal, b.data(), enc);
     } else {
       b.resize(at + t);
-      std::copy_n(b.data(), t, b.data() + at);
-      encode_current(n, cur, b.data() + at);
+      std::copy_n(b.data() + (at - t), t, b.data() + at);
+      encode_current(n, cur, b.data() + at, enc);
     }
     out.action.push_back(act);
     out.mask.push_back(optimal_action_mask(p.grid, ws.dist, cur));
@@ -250,7 +254,7 @@ inline int append_problem_samples(const Problem& p, LabelMode labels, bool augme
   if (n != out.info.grid_size)
     throw InvalidArgument("append_problem_samples: map side " + std::to_string(n) +
                           " != dataset grid size " + std::to_string(out.info.grid_size));
-  problem_samples(p, labels, ws.base, ws);
+  problem_samples(p, labels, ws.base, ws, out.info.encoding);
   const int copies = augment ? kNumDihedral : 1;
   const std::size_t at = out.size(), add = static_cast<std::size_t>(copies) * ws.base.size();
   out.tokens.resize(out.tokens.size() + add * out.seq_len());
@@ -269,6 +273,7 @@ struct GenerateOptions {
   double density = 0.2;
   std::uint64_t seed = 42;
   LabelMode labels = LabelMode::Path;
+  Encoding encoding = Encoding::Seed;
   bool augment = false;
   int threads = 0;  ///< OpenMP threads; 0 = OpenMP's default
   /// Called now and then from the calling thread with (maps done, maps total).
@@ -299,6 +304,7 @@ inline Dataset generate_dataset(const GenerateOptions& opt) {
   ds.info.density = opt.density;
   ds.info.seed = opt.seed;
   ds.info.labels = opt.labels;
+  ds.info.encoding = opt.encoding;
   ds.info.augment = opt.augment;
   ds.info.num_maps = opt.num_maps;
 
@@ -321,7 +327,7 @@ inline Dataset generate_dataset(const GenerateOptions& opt) {
         try {
           const Problem p = random_problem(opt.grid_size, opt.grid_size, opt.density, opt.seed,
                                            static_cast<std::uint64_t>(i));
-          problem_samples(p, opt.labels, maps[static_cast<std::size_t>(i)], ws);
+          problem_samples(p, opt.labels, maps[static_cast<std::size_t>(i)], ws, opt.encoding);
         } catch (...) {
 #ifdef _OPENMP
           errors[static_cast<std::size_t>(omp_get_thread_num())] = std::current_exception();
@@ -412,14 +418,15 @@ inline std::string find_invalid_sample(const Dataset& ds, std::string& tensor, s
     const std::uint8_t* s = ds.tokens.data() + i * t;
     for (std::size_t j = 0; j < t; ++j) {
       const unsigned v = s[j];
-      const bool ok = j < cells ? (v == kTokenFree || v == kTokenObstacle)
+      const bool ok = j < cells ? valid_cell_token(n, ds.info.encoding, v)
                                 : (v >= kTokenCoordOffset && v < kTokenCoordOffset + static_cast<unsigned>(n));
       if (!ok) {
         tensor = "tokens";
         at = i * t + j;
         return "sample " + std::to_string(i) + " token " + std::to_string(j) + " = " +
                std::to_string(v) + " is not a valid " + (j < cells ? "cell" : "coordinate") +
-               " token for a " + std::to_string(n) + "x" + std::to_string(n) + " map";
+               " token for a " + std::to_string(n) + "x" + std::to_string(n) + " map (encoding " +
+               to_string(ds.info.encoding) + ")";
       }
     }
     if (ds.action[i] >= kNumActions || ds.mask[i] >= (1u << kNumActions) ||
@@ -455,6 +462,7 @@ inline void save_dataset(const std::string& path, const Dataset& ds) {
   w.set_metadata("density", detail::format_double(i.density));
   w.set_metadata("seed", std::to_string(i.seed));
   w.set_metadata("labels", to_string(i.labels));
+  w.set_metadata("encoding", to_string(i.encoding));
   w.set_metadata("augment", i.augment ? "true" : "false");
   w.set_metadata("num_maps", std::to_string(i.num_maps));
   w.set_metadata("num_samples", std::to_string(n));
@@ -489,6 +497,14 @@ inline Dataset load_dataset(const std::string& path) {
     i.labels = parse_label_mode(f.meta("labels"));
   } catch (const InvalidArgument& e) {
     f.fail(f.key_offset("labels"), e.what());
+  }
+  // Files written before the marked encoding existed have no "encoding" key: seed tokens.
+  if (f.has_meta("encoding")) {
+    try {
+      i.encoding = parse_encoding(f.meta("encoding"));
+    } catch (const InvalidArgument& e) {
+      f.fail(f.key_offset("encoding"), e.what());
+    }
   }
   const std::string& aug = f.meta("augment");
   if (aug != "true" && aug != "false")

@@ -2,14 +2,18 @@
 /// State -> tokens, and the 8 symmetries (dihedral group D4) of a square grid acting on maps,
 /// positions, actions, action masks and token sequences.
 ///
-/// Token layout for an N x N map (T = N*N + 4 tokens, vocabulary 3 + N, all uint8):
+/// Token layout for an N x N map (T = N*N + 4 tokens, all uint8), two encodings:
 ///   [0, N*N)   cells, row-major: 1 = free, 2 = obstacle
+///              Encoding::Marked only: the agent's cell is N + 3, the goal's N + 4, and the
+///              agent standing on the goal N + 5
 ///   N*N + 0    current row + 3
 ///   N*N + 1    current column + 3
 ///   N*N + 2    goal row + 3
 ///   N*N + 3    goal column + 3
-/// Token 0 is never produced. N <= 252 so that the largest token (N + 2) fits a byte with
-/// room to spare.
+/// Encoding::Seed is the seed's (vocabulary 3 + N): agent and goal appear only as coordinate
+/// tokens, so the network must learn to locate them. Encoding::Marked (vocabulary 6 + N) also
+/// marks them on the grid, the way value-iteration networks feed the goal as a map; same T,
+/// same network. Token 0 is never produced. N <= 252 so that every token fits a byte.
 ///
 /// The 8 transforms, as maps of a cell (r, c) of an N x N grid, m = N - 1, and of the four
 /// moves (Stay is fixed by all of them):
@@ -40,11 +44,36 @@ inline constexpr std::uint8_t kTokenFree = 1;
 inline constexpr std::uint8_t kTokenObstacle = 2;
 inline constexpr std::uint8_t kTokenCoordOffset = 3;  ///< coordinate k is token k + 3
 inline constexpr int kMaxEncodedGridSize = 252;
+inline constexpr int kMaxMarkedGridSize = 250;  ///< the largest marker, N + 5, fits a byte
+
+/// How a state becomes tokens (see the top of this header).
+enum class Encoding : std::uint8_t { Seed = 0, Marked = 1 };
+
+inline const char* to_string(Encoding e) noexcept { return e == Encoding::Marked ? "marked" : "seed"; }
+
+/// "seed" or "marked". Throws InvalidArgument for anything else.
+inline Encoding parse_encoding(const std::string& s) {
+  if (s == "seed") return Encoding::Seed;
+  if (s == "marked") return Encoding::Marked;
+  throw InvalidArgument("unknown encoding '" + s + "' (expected seed or marked)");
+}
 
 /// Tokens per state for an N x N map: N*N cells + 4 coordinates.
 constexpr int tokens_per_state(int n) noexcept { return n * n + 4; }
-/// Number of distinct token values for an N x N map: 0 (unused), 1, 2, and N coordinates.
-constexpr int vocab_size(int n) noexcept { return 3 + n; }
+/// Number of distinct token values for an N x N map: 0 (unused), 1, 2, N coordinates, and
+/// with Encoding::Marked the three cell markers.
+constexpr int vocab_size(int n, Encoding e = Encoding::Seed) noexcept {
+  return 3 + n + (e == Encoding::Marked ? 3 : 0);
+}
+/// The cell markers of Encoding::Marked.
+constexpr std::uint8_t agent_token(int n) noexcept { return static_cast<std::uint8_t>(n + 3); }
+constexpr std::uint8_t goal_token(int n) noexcept { return static_cast<std::uint8_t>(n + 4); }
+constexpr std::uint8_t agent_on_goal_token(int n) noexcept { return static_cast<std::uint8_t>(n + 5); }
+/// Whether v is a valid cell token of an encoding.
+constexpr bool valid_cell_token(int n, Encoding e, unsigned v) noexcept {
+  return v == kTokenFree || v == kTokenObstacle ||
+         (e == Encoding::Marked && v >= agent_token(n) && v <= agent_on_goal_token(n));
+}
 
 /// Checks that a map can be encoded (square, 2..252 cells a side) and returns its side N.
 /// Throws InvalidArgument otherwise.
@@ -68,31 +97,64 @@ inline void check_encoded_pos(int n, Pos p, const char* which) {
 }
 }  // namespace detail
 
-/// Rewrites only the two current-position tokens of an encoded state (for rollouts: the map
-/// and goal tokens do not change while the agent moves). `out` holds tokens_per_state(n) bytes.
-inline void encode_current(int n, Pos cur, std::uint8_t* out) {
+namespace detail {
+inline Pos encoded_pos(int n, const std::uint8_t* out, int k) noexcept {
+  return {out[n * n + k] - kTokenCoordOffset, out[n * n + k + 1] - kTokenCoordOffset};
+}
+inline void mark_agent(int n, Pos cur, Pos goal, std::uint8_t* out) noexcept {
+  out[goal.row * n + goal.col] = goal_token(n);
+  out[cur.row * n + cur.col] = cur == goal ? agent_on_goal_token(n) : agent_token(n);
+}
+}  // namespace detail
+
+/// Moves the agent of a complete encoded state (`out`, tokens_per_state(n) bytes, written by
+/// encode_state with the same encoding) to `cur`: rewrites the two current-position tokens
+/// and, with Encoding::Marked, the old and new agent cells. The map and goal do not change
+/// while an agent moves, so rollouts call this instead of encode_state.
+inline void encode_current(int n, Pos cur, std::uint8_t* out, Encoding e = Encoding::Seed) {
   detail::check_encoded_pos(n, cur, "current position");
+  if (e == Encoding::Marked) {
+    const Pos old = detail::encoded_pos(n, out, 0), goal = detail::encoded_pos(n, out, 2);
+    NANONAV_ASSERT(old.row >= 0 && old.row < n && old.col >= 0 && old.col < n);
+    out[old.row * n + old.col] = kTokenFree;  // the agent only ever stands on free cells
+    detail::mark_agent(n, cur, goal, out);
+  }
   out[n * n + 0] = static_cast<std::uint8_t>(cur.row + kTokenCoordOffset);
   out[n * n + 1] = static_cast<std::uint8_t>(cur.col + kTokenCoordOffset);
 }
 
 /// Writes the tokens_per_state(N) tokens of (map, current, goal) into `out` (no allocation).
-/// Throws InvalidArgument for a map encodable_size rejects or a position off the map.
-inline void encode_state(const GridView& g, Pos cur, Pos goal, std::uint8_t* out) {
+/// Throws InvalidArgument for a map encodable_size rejects or a position off the map, and
+/// with Encoding::Marked also when the agent or the goal stands on an obstacle (the marker
+/// would hide it).
+inline void encode_state(const GridView& g, Pos cur, Pos goal, std::uint8_t* out,
+                         Encoding e = Encoding::Seed) {
   const int n = encodable_size(g);
   detail::check_encoded_pos(n, goal, "goal");
+  detail::check_encoded_pos(n, cur, "current position");
   for (int r = 0; r < n; ++r)
     for (int c = 0; c < n; ++c)
       out[r * n + c] = g.blocked({r, c}) ? kTokenObstacle : kTokenFree;
-  encode_current(n, cur, out);
+  out[n * n + 0] = static_cast<std::uint8_t>(cur.row + kTokenCoordOffset);
+  out[n * n + 1] = static_cast<std::uint8_t>(cur.col + kTokenCoordOffset);
   out[n * n + 2] = static_cast<std::uint8_t>(goal.row + kTokenCoordOffset);
   out[n * n + 3] = static_cast<std::uint8_t>(goal.col + kTokenCoordOffset);
+  if (e == Encoding::Marked) {
+    if (n > kMaxMarkedGridSize)
+      throw InvalidArgument("encoding: the marked encoding takes maps of at most " +
+                            std::to_string(kMaxMarkedGridSize) + " cells a side, got " + std::to_string(n));
+    if (g.blocked(cur) || g.blocked(goal))
+      throw InvalidArgument(std::string("encode_state: the ") + (g.blocked(cur) ? "current position" : "goal") +
+                            " is on an obstacle");
+    detail::mark_agent(n, cur, goal, out);
+  }
 }
 
 /// Convenience form of encode_state that allocates its result.
-inline std::vector<std::uint8_t> encode_state(const GridView& g, Pos cur, Pos goal) {
+inline std::vector<std::uint8_t> encode_state(const GridView& g, Pos cur, Pos goal,
+                                              Encoding e = Encoding::Seed) {
   std::vector<std::uint8_t> out(static_cast<std::size_t>(tokens_per_state(encodable_size(g))));
-  encode_state(g, cur, goal, out.data());
+  encode_state(g, cur, goal, out.data(), e);
   return out;
 }
 

@@ -62,7 +62,7 @@ class Policy {
                             std::to_string(n) + " maps but got a " + std::to_string(map.width) +
                             "x" + std::to_string(map.height) +
                             " map; crop or resample the costmap to the model's size");
-    encode_state(map, current, goal, tokens_.data());
+    encode_state(map, current, goal, tokens_.data(), model_->config().encoding);
     trm_logits(*model_, tokens_.data(), 1, ws_, logits_);
     return logits_.data();
   }
@@ -73,7 +73,7 @@ class Policy {
     ws_ = TrmWorkspace<float>();
     // One warm-up call sizes the workspace, so act() does not allocate afterwards.
     Grid g(grid_size(), grid_size());
-    encode_state(g, {0, 0}, {0, 0}, tokens_.data());
+    encode_state(g, {0, 0}, {0, 0}, tokens_.data(), model_->config().encoding);
     trm_logits(*model_, tokens_.data(), 1, ws_, logits_);
   }
 

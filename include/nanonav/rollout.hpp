@@ -56,6 +56,7 @@ struct RolloutOptions {
   int max_steps = 0;            ///< 0: 4 * N * N, the seed's limit
   bool stop_on_revisit = true;  ///< a revisited cell ends the episode as a timeout (exact for
                                 ///< a deterministic policy: it would loop forever)
+  Encoding encoding = Encoding::Seed;  ///< the tokens handed to the policy (the model's)
 };
 
 /// Runs every problem to its end. `policy(tokens, batch, actions)` reads `batch` encoded states
@@ -93,7 +94,7 @@ RolloutReport rollout(BatchPolicy&& policy, const std::vector<Problem>& problems
     cur[e] = p.start;
     visited[e].assign(static_cast<std::size_t>(n * n), 0);
     visited[e][p.grid.index(p.start)] = 1;
-    encode_state(p.grid, p.start, p.goal, &tokens[e * T]);
+    encode_state(p.grid, p.start, p.goal, &tokens[e * T], opt.encoding);
     live.push_back(e);
   }
 
@@ -138,7 +139,7 @@ RolloutReport rollout(BatchPolicy&& policy, const std::vector<Problem>& problems
         continue;
       }
       seen = 1;
-      encode_current(n, next, &tokens[e * T]);
+      encode_current(n, next, &tokens[e * T], opt.encoding);
       live[kept++] = e;
     }
     live.resize(kept);

@@ -192,6 +192,10 @@ class Trainer {
                               " maps but the model is configured for " +
                               std::to_string(opt_.model.grid_size) + "x" + std::to_string(opt_.model.grid_size) +
                               " (pass --grid-size " + std::to_string(ds.info.grid_size) + ")");
+      if (ds.info.encoding != opt_.model.encoding)
+        throw InvalidArgument(std::string("train: the ") + which + " set has " +
+                              to_string(ds.info.encoding) + " tokens but the model reads " +
+                              to_string(opt_.model.encoding) + " tokens");
     };
     check(train_, "training");
     check(val_, "validation");

@@ -30,6 +30,7 @@
 
 #include "detail/assert.hpp"
 #include "detail/rng.hpp"
+#include "encoding.hpp"
 #include "errors.hpp"
 #include "grid.hpp"
 #include "nn/layers.hpp"
@@ -46,11 +47,13 @@ struct TrmConfig {
   int recursion = 8;     ///< network applications (same weights)
   double dropout = 0.1;  ///< probability, every dropout site
   int grad_last_k = 0;   ///< backpropagate through the last k applications only; 0 = all
+  Encoding encoding = Encoding::Seed;  ///< the tokens it reads (encoding.hpp): sets the vocabulary
 
   /// T = N*N + 4 (the cells, then start row, start col, goal row, goal col).
   int tokens() const noexcept { return grid_size * grid_size + 4; }
-  /// 3 + N (0 unused, 1 free, 2 blocked, 3 + coordinate).
-  int vocab() const noexcept { return 3 + grid_size; }
+  /// 3 + N (0 unused, 1 free, 2 blocked, 3 + coordinate), plus 3 cell markers with
+  /// Encoding::Marked.
+  int vocab() const noexcept { return vocab_size(grid_size, encoding); }
   /// The number of applications that build the backward graph.
   int grad_applications() const noexcept {
     return grad_last_k <= 0 ? recursion : std::min(grad_last_k, recursion);

@@ -282,6 +282,9 @@ class SafetensorsReader {
     return *t;
   }
 
+  /// Whether the metadata holds `key`.
+  bool has_meta(const std::string& key) const { return metadata_.count(key) != 0; }
+
   /// The metadata value for `key`. Throws FormatError if it is missing.
   const std::string& meta(const std::string& key) const {
     const auto it = metadata_.find(key);
