@@ -112,7 +112,7 @@ TEST_CASE("the encoding is part of the config and sets the vocabulary", "[checkp
   c.encoding = Encoding::Marked;
   Trm<float> a(c);
   a.init(4);
-  CHECK(a.num_params() == Trm<float>(tiny_config()).num_params() + 3 * static_cast<std::size_t>(c.dim));
+  CHECK(a.num_params() == Trm<float>(tiny_config()).num_params() + 11 * static_cast<std::size_t>(c.dim));
   const std::string path = tmp("ckpt_marked.safetensors");
   save_checkpoint(path, a);
   CHECK(read_checkpoint_info(path).config.encoding == Encoding::Marked);

@@ -231,34 +231,41 @@ TEST_CASE("datasets survive a save/load round trip", "[dataset]") {
     CHECK(r.meta("vocab_size") == "8");
     CHECK(r.file_size() < ds.bytes() + 2048);
   }
-  // The marked encoding: every sample holds exactly one agent marker where its coordinate
-  // tokens say, the goal marker elsewhere, and the encoding survives the round trip.
+  // The marked encoding: every sample marks the agent where its coordinate tokens say, the
+  // goal once, and exactly the free neighbours of the agent; the encoding survives the trip.
   GenerateOptions mo = small_options(5, 30, LabelMode::AllCells, true);
   mo.encoding = Encoding::Marked;
   const Dataset marked = generate_dataset(mo);
   const Dataset seed = generate_dataset(small_options(5, 30, LabelMode::AllCells, true));
   REQUIRE(marked.size() == seed.size());
   CHECK(marked.action == seed.action);
-  CHECK(marked.info.vocab() == 11);
+  CHECK(marked.info.vocab() == 19);
   for (std::size_t i = 0; i < marked.size(); ++i) {
     const std::uint8_t* tok = marked.sample_tokens(i);
+    const std::uint8_t* plain = seed.sample_tokens(i);
     const Pos cur = decode_pos(tok, 5, 0), goal = decode_pos(tok, 5, 1);
-    int agents = 0, goals = 0;
+    int goals = 0;
     for (int c = 0; c < 25; ++c) {
-      agents += tok[c] == agent_token(5);
-      goals += tok[c] == goal_token(5);
+      goals += tok[c] == goal_token(5) || (tok[c] >= neighbour_token(5, Action::Up, true) &&
+                                           tok[c] <= neighbour_token(5, Action::Right, true));
+      if (plain[c] == kTokenObstacle) REQUIRE(tok[c] == kTokenObstacle);
     }
-    REQUIRE(agents == 1);
     REQUIRE(goals == 1);
     REQUIRE(tok[cur.row * 5 + cur.col] == agent_token(5));
-    REQUIRE(tok[goal.row * 5 + goal.col] == goal_token(5));
+    for (int a = 0; a < 4; ++a) {
+      const Pos q = step(cur, static_cast<Action>(a));
+      if (q.row < 0 || q.col < 0 || q.row >= 5 || q.col >= 5) continue;
+      const std::uint8_t v = tok[q.row * 5 + q.col];
+      if (plain[q.row * 5 + q.col] == kTokenObstacle) REQUIRE(v == kTokenObstacle);
+      else REQUIRE(v == neighbour_token(5, static_cast<Action>(a), q == goal));
+    }
   }
   const std::string mpath = tmp_path("ds_marked.safetensors");
   save_dataset(mpath, marked);
   const Dataset mback = load_dataset(mpath);
   CHECK(mback.info.encoding == Encoding::Marked);
   CHECK(same_samples(marked, mback));
-  CHECK(detail::SafetensorsReader(mpath).meta("vocab_size") == "11");
+  CHECK(detail::SafetensorsReader(mpath).meta("vocab_size") == "19");
   Dataset mixed = seed;
   CHECK_THROWS_AS(mixed.append(marked), InvalidArgument);
 

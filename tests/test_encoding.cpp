@@ -38,7 +38,7 @@ TEST_CASE("tokens of a hand-made 3x3 state", "[encoding]") {
   CHECK(encode_state(g, {0, 0}, {0, 2}) == want2);
 }
 
-TEST_CASE("marked encoding: agent and goal are also cells of their own", "[encoding]") {
+TEST_CASE("marked encoding: agent, goal and the agent's free neighbours are marked", "[encoding]") {
   // Same 3x3 map as above: current (2, 1), goal (0, 2).
   Grid g(3, 3);
   g.set_blocked({0, 1}, true);
@@ -48,28 +48,46 @@ TEST_CASE("marked encoding: agent and goal are also cells of their own", "[encod
   CHECK(A == 6);
   CHECK(G == 7);
   CHECK(AG == 8);
-  CHECK(vocab_size(3, Encoding::Marked) == 9);
-  const std::vector<std::uint8_t> want = {1, 2, G, 1, 1, 2, 2, A, 1, 2 + 3, 1 + 3, 0 + 3, 2 + 3};
+  CHECK(neighbour_token(3, Action::Up, false) == 9);
+  CHECK(neighbour_token(3, Action::Right, false) == 12);
+  CHECK(neighbour_token(3, Action::Up, true) == 13);
+  CHECK(neighbour_token(3, Action::Right, true) == 16);
+  CHECK(vocab_size(3, Encoding::Marked) == 17);
+  // Up (1,1) is free, Down is off the map, Left (2,0) blocked, Right (2,2) free.
+  const std::vector<std::uint8_t> want = {1, 2, G, 1, 9, 2, 2, A, 12, 2 + 3, 1 + 3, 0 + 3, 2 + 3};
   CHECK(encode_state(g, {2, 1}, {0, 2}, Encoding::Marked) == want);
 
-  // Moving the agent rewrites its old and new cells and the two coordinates, and stepping
-  // onto and off the goal uses the combined marker.
+  // Moving the agent rewrites the markers around its old and new cells and the coordinates;
+  // on an open map the goal becomes a neighbour marker, then the agent stands on it.
   std::vector<std::uint8_t> buf = want;
-  const Pos walk[] = {{2, 2}, {1, 1}, {0, 2}, {1, 0}, {0, 0}};
-  for (Pos p : walk) {
+  for (Pos p : {Pos{2, 2}, Pos{1, 1}, Pos{0, 2}, Pos{1, 0}, Pos{0, 0}}) {
     encode_current(3, p, buf.data(), Encoding::Marked);
     CHECK(buf == encode_state(g, p, {0, 2}, Encoding::Marked));
   }
-  CHECK(encode_state(g, {0, 2}, {0, 2}, Encoding::Marked)[2] == AG);
-  for (std::uint8_t v = 0; v < 12; ++v)
-    CHECK(valid_cell_token(3, Encoding::Marked, v) == (v == 1 || v == 2 || (v >= 6 && v <= 8)));
+  const Grid open(3, 3);
+  const Pos goal{1, 1};
+  buf = encode_state(open, {0, 0}, goal, Encoding::Marked);
+  CHECK(buf[1] == neighbour_token(3, Action::Right, false));
+  CHECK(buf[3] == neighbour_token(3, Action::Down, false));
+  for (Pos p : {Pos{0, 1}, Pos{1, 1}, Pos{2, 1}, Pos{2, 2}, Pos{0, 0}}) {
+    encode_current(3, p, buf.data(), Encoding::Marked);
+    CHECK(buf == encode_state(open, p, goal, Encoding::Marked));
+  }
+  CHECK(encode_state(open, {0, 1}, goal, Encoding::Marked)[4] == neighbour_token(3, Action::Down, true));
+  CHECK(encode_state(open, goal, goal, Encoding::Marked)[4] == AG);
+  for (unsigned v = 0; v < 20; ++v)
+    CHECK(valid_cell_token(3, Encoding::Marked, v) == (v == 1 || v == 2 || (v >= 6 && v <= 16)));
   CHECK_FALSE(valid_cell_token(3, Encoding::Seed, A));
+  // Neighbour markers turn with the grid: Up under a clockwise quarter turn is Right.
+  CHECK(transform_cell_token(Dihedral::Rot90, 3, 9) == 12);
+  CHECK(transform_cell_token(Dihedral::Rot90, 3, 13) == 16);
+  CHECK(transform_cell_token(Dihedral::Rot90, 3, A) == A);
 
   // Markers would hide an obstacle, so agent or goal on one is refused; too large maps too.
   CHECK_THROWS_AS(encode_state(g, {0, 1}, {0, 2}, Encoding::Marked), InvalidArgument);
   CHECK_THROWS_AS(encode_state(g, {0, 0}, {2, 0}, Encoding::Marked), InvalidArgument);
-  CHECK_THROWS_AS(encode_state(Grid(251, 251), {0, 0}, {1, 1}, Encoding::Marked), InvalidArgument);
-  CHECK(encode_state(Grid(250, 250), {0, 0}, {1, 1}, Encoding::Marked)[0] == 253);
+  CHECK_THROWS_AS(encode_state(Grid(243, 243), {0, 0}, {1, 1}, Encoding::Marked), InvalidArgument);
+  CHECK(encode_state(Grid(242, 242), {0, 0}, {5, 5}, Encoding::Marked)[0] == 245);
   CHECK(parse_encoding("marked") == Encoding::Marked);
   CHECK(parse_encoding("seed") == Encoding::Seed);
   CHECK_THROWS_AS(parse_encoding("onehot"), InvalidArgument);

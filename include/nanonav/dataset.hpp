@@ -227,10 +227,13 @@ inline void write_transformed(const MapSamples& s, int n, int copies, std::uint3
   for (int d = 1; d < copies; ++d) {
     const auto dih = static_cast<Dihedral>(d);
     const int* perm = ws.perm.data() + static_cast<std::size_t>(d) * cells;
+    std::array<std::uint8_t, 256> lut{};  // cell token -> transformed cell token
+    for (int v = 0; v < 256; ++v)
+      lut[static_cast<std::size_t>(v)] = transform_cell_token(dih, n, static_cast<std::uint8_t>(v));
     for (std::size_t i = 0; i < k; ++i) {
       const std::uint8_t* in = s.tokens.data() + i * t;
       std::uint8_t* out = tokens + (static_cast<std::size_t>(d) * k + i) * t;
-      for (std::size_t j = 0; j < cells; ++j) out[perm[j]] = in[j];
+      for (std::size_t j = 0; j < cells; ++j) out[perm[j]] = lut[in[j]];
       for (std::size_t c = cells; c < t; c += 2) {
         const Pos q = transform(dih, Pos{in[c] - kTokenCoordOffset, in[c + 1] - kTokenCoordOffset}, n);
         out[c] = static_cast<std::uint8_t>(q.row + kTokenCoordOffset);

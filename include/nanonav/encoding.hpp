@@ -4,16 +4,21 @@
 ///
 /// Token layout for an N x N map (T = N*N + 4 tokens, all uint8), two encodings:
 ///   [0, N*N)   cells, row-major: 1 = free, 2 = obstacle
-///              Encoding::Marked only: the agent's cell is N + 3, the goal's N + 4, and the
-///              agent standing on the goal N + 5
+///              Encoding::Marked only, markers on the grid (vocabulary 14 + N):
+///                N + 3 the agent, N + 4 the goal, N + 5 the agent standing on the goal,
+///                N + 6 + a  the agent's free neighbour in direction a (0 Up, 1 Down,
+///                           2 Left, 3 Right),
+///                N + 10 + a the goal when it is the agent's neighbour in direction a
 ///   N*N + 0    current row + 3
 ///   N*N + 1    current column + 3
 ///   N*N + 2    goal row + 3
 ///   N*N + 3    goal column + 3
 /// Encoding::Seed is the seed's (vocabulary 3 + N): agent and goal appear only as coordinate
-/// tokens, so the network must learn to locate them. Encoding::Marked (vocabulary 6 + N) also
-/// marks them on the grid, the way value-iteration networks feed the goal as a map; same T,
-/// same network. Token 0 is never produced. N <= 252 so that every token fits a byte.
+/// tokens, so the network must learn to locate them and, harder for a mixer whose token
+/// mixing has no notion of adjacency, which cells next to the agent are free. Encoding::Marked
+/// also marks agent, goal and the agent's free neighbours on the grid (the robot's own local
+/// view); same T, same network. Token 0 is never produced. N <= 252 (seed) or 242 (marked)
+/// so that every token fits a byte.
 ///
 /// The 8 transforms, as maps of a cell (r, c) of an N x N grid, m = N - 1, and of the four
 /// moves (Stay is fixed by all of them):
@@ -44,7 +49,7 @@ inline constexpr std::uint8_t kTokenFree = 1;
 inline constexpr std::uint8_t kTokenObstacle = 2;
 inline constexpr std::uint8_t kTokenCoordOffset = 3;  ///< coordinate k is token k + 3
 inline constexpr int kMaxEncodedGridSize = 252;
-inline constexpr int kMaxMarkedGridSize = 250;  ///< the largest marker, N + 5, fits a byte
+inline constexpr int kMaxMarkedGridSize = 242;  ///< the largest marker, N + 13, fits a byte
 
 /// How a state becomes tokens (see the top of this header).
 enum class Encoding : std::uint8_t { Seed = 0, Marked = 1 };
@@ -61,18 +66,22 @@ inline Encoding parse_encoding(const std::string& s) {
 /// Tokens per state for an N x N map: N*N cells + 4 coordinates.
 constexpr int tokens_per_state(int n) noexcept { return n * n + 4; }
 /// Number of distinct token values for an N x N map: 0 (unused), 1, 2, N coordinates, and
-/// with Encoding::Marked the three cell markers.
+/// with Encoding::Marked the 11 cell markers.
 constexpr int vocab_size(int n, Encoding e = Encoding::Seed) noexcept {
-  return 3 + n + (e == Encoding::Marked ? 3 : 0);
+  return 3 + n + (e == Encoding::Marked ? 11 : 0);
 }
 /// The cell markers of Encoding::Marked.
 constexpr std::uint8_t agent_token(int n) noexcept { return static_cast<std::uint8_t>(n + 3); }
 constexpr std::uint8_t goal_token(int n) noexcept { return static_cast<std::uint8_t>(n + 4); }
 constexpr std::uint8_t agent_on_goal_token(int n) noexcept { return static_cast<std::uint8_t>(n + 5); }
+/// The agent's neighbour in direction `a` (Up..Right): free (goal = false) or the goal.
+constexpr std::uint8_t neighbour_token(int n, Action a, bool goal) noexcept {
+  return static_cast<std::uint8_t>(n + 6 + static_cast<int>(a) + (goal ? 4 : 0));
+}
 /// Whether v is a valid cell token of an encoding.
 constexpr bool valid_cell_token(int n, Encoding e, unsigned v) noexcept {
   return v == kTokenFree || v == kTokenObstacle ||
-         (e == Encoding::Marked && v >= agent_token(n) && v <= agent_on_goal_token(n));
+         (e == Encoding::Marked && v >= agent_token(n) && v <= static_cast<unsigned>(n + 13));
 }
 
 /// Checks that a map can be encoded (square, 2..252 cells a side) and returns its side N.
@@ -101,9 +110,30 @@ namespace detail {
 inline Pos encoded_pos(int n, const std::uint8_t* out, int k) noexcept {
   return {out[n * n + k] - kTokenCoordOffset, out[n * n + k + 1] - kTokenCoordOffset};
 }
+inline bool on_map(int n, Pos p) noexcept { return p.row >= 0 && p.col >= 0 && p.row < n && p.col < n; }
+// Writes the markers of an agent at `cur` heading to `goal` over plain cell tokens.
 inline void mark_agent(int n, Pos cur, Pos goal, std::uint8_t* out) noexcept {
   out[goal.row * n + goal.col] = goal_token(n);
   out[cur.row * n + cur.col] = cur == goal ? agent_on_goal_token(n) : agent_token(n);
+  for (int a = 0; a < 4; ++a) {
+    const Pos q = step(cur, static_cast<Action>(a));
+    if (!on_map(n, q)) continue;
+    std::uint8_t& v = out[q.row * n + q.col];
+    if (v == kTokenFree) v = neighbour_token(n, static_cast<Action>(a), false);
+    else if (v == goal_token(n)) v = neighbour_token(n, static_cast<Action>(a), true);
+  }
+}
+// Undoes mark_agent for an agent at `cur`: back to plain free cells and the goal marker.
+inline void unmark_agent(int n, Pos cur, std::uint8_t* out) noexcept {
+  std::uint8_t& c = out[cur.row * n + cur.col];
+  c = c == agent_on_goal_token(n) ? goal_token(n) : kTokenFree;
+  for (int a = 0; a < 4; ++a) {
+    const Pos q = step(cur, static_cast<Action>(a));
+    if (!on_map(n, q)) continue;
+    std::uint8_t& v = out[q.row * n + q.col];
+    if (v >= n + 6 && v < n + 10) v = kTokenFree;
+    else if (v >= n + 10 && v < n + 14) v = goal_token(n);
+  }
 }
 }  // namespace detail
 
@@ -115,8 +145,8 @@ inline void encode_current(int n, Pos cur, std::uint8_t* out, Encoding e = Encod
   detail::check_encoded_pos(n, cur, "current position");
   if (e == Encoding::Marked) {
     const Pos old = detail::encoded_pos(n, out, 0), goal = detail::encoded_pos(n, out, 2);
-    NANONAV_ASSERT(old.row >= 0 && old.row < n && old.col >= 0 && old.col < n);
-    out[old.row * n + old.col] = kTokenFree;  // the agent only ever stands on free cells
+    NANONAV_ASSERT(detail::on_map(n, old) && detail::on_map(n, goal));
+    detail::unmark_agent(n, old, out);
     detail::mark_agent(n, cur, goal, out);
   }
   out[n * n + 0] = static_cast<std::uint8_t>(cur.row + kTokenCoordOffset);
@@ -245,6 +275,14 @@ constexpr Action transform(Dihedral d, Action a) noexcept {
   return dc == -1 ? Action::Left : Action::Right;
 }
 
+/// A cell token after transform d: the neighbour markers of Encoding::Marked name a direction,
+/// which turns with the grid; every other token is unchanged.
+constexpr std::uint8_t transform_cell_token(Dihedral d, int n, std::uint8_t v) noexcept {
+  if (v < n + 6 || v >= n + 14) return v;
+  const int k = v - (n + 6);
+  return neighbour_token(n, transform(d, static_cast<Action>(k % 4)), k >= 4);
+}
+
 /// A 5-bit action mask (bit a = action a) with each action transformed by d.
 constexpr std::uint8_t transform_mask(Dihedral d, std::uint8_t mask) noexcept {
   std::uint8_t out = static_cast<std::uint8_t>(mask & ~0x0Fu);  // Stay (and stray bits) fixed
@@ -282,7 +320,7 @@ inline void transform_tokens(Dihedral d, int n, const std::uint8_t* in, std::uin
   for (int r = 0; r < n; ++r)
     for (int c = 0; c < n; ++c) {
       const Pos q = transform(d, Pos{r, c}, n);
-      out[q.row * n + q.col] = in[r * n + c];
+      out[q.row * n + q.col] = transform_cell_token(d, n, in[r * n + c]);
     }
   for (int k = 0; k < 2; ++k) {
     const std::uint8_t* src = in + n * n + 2 * k;

@@ -51,7 +51,7 @@ struct TrmConfig {
 
   /// T = N*N + 4 (the cells, then start row, start col, goal row, goal col).
   int tokens() const noexcept { return grid_size * grid_size + 4; }
-  /// 3 + N (0 unused, 1 free, 2 blocked, 3 + coordinate), plus 3 cell markers with
+  /// 3 + N (0 unused, 1 free, 2 blocked, 3 + coordinate), plus 11 cell markers with
   /// Encoding::Marked.
   int vocab() const noexcept { return vocab_size(grid_size, encoding); }
   /// The number of applications that build the backward graph.
