@@ -21,12 +21,13 @@ function(step title)
 endfunction()
 
 string(TIMESTAMP start "%s")
-step("1/5 generate the 8x8 dataset (all reachable cells labelled, 8 symmetries)"
-  "${BIN}/generate_dataset" --num-train 400 --num-test 200 --grid-size 8 --obstacle-density 0.2
-  --labels all-cells --augment --output-dir data)
-step("2/5 train the TRM (dim 64, depth 2, recursion 8)"
+step("1/5 generate the 8x8 dataset (all reachable cells labelled, 8 symmetries, marked tokens)"
+  "${BIN}/generate_dataset" --num-train 1600 --num-test 200 --grid-size 8 --obstacle-density 0.2
+  --labels all-cells --augment --encoding marked --output-dir data)
+step("2/5 train the TRM (dim 64, depth 2, recursion 2: the best use of a few minutes)"
   "${BIN}/train" --train-path data/train.safetensors --val-path data/test.safetensors
-  --checkpoint-dir checkpoints --epochs 1 --patience 0 --dropout 0 --lr 2e-3 --threads 2 --time-limit 6)
+  --checkpoint-dir checkpoints --epochs 1 --patience 0 --dropout 0 --lr 2e-3 --recursion 2
+  --threads 2 --time-limit 6)
 step("3/5 benchmark against A* on 1000 held-out maps (seed 2026, never used in training)"
   "${BIN}/benchmark" --checkpoint checkpoints/best.safetensors --episodes 1000 --seed 2026
   --json benchmark.json)
@@ -42,6 +43,7 @@ string(TIMESTAMP end "%s")
 math(EXPR total "${end} - ${start}")
 message(STATUS "")
 message(STATUS "quickstart finished in ${total} s; outputs are in ${OUT}")
-# The verdict is reported, not enforced: the short default run does not yet reach the seed's
-# success bar (see docs/TRAINING-GUIDE.md); the pipeline itself must not fail.
+# The verdict is reported, not enforced: results are deterministic for a given build, but
+# another CPU (other SIMD, so other rounding) may land a little either side of a bar, and the
+# pipeline itself must not fail for that. docs/RESULTS.md has the measured figures.
 message(STATUS "seed criteria: success >= 85%: ${pass_success}, path ratio <= 1.3: ${pass_ratio}")

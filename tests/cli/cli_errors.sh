@@ -22,9 +22,13 @@ expect_error "does not exist" "$bin/generate_dataset" --bogus
 expect_error "density" "$bin/generate_dataset" --obstacle-density 1.5 --output-dir "$tmp/d"
 expect_error "grid" "$bin/generate_dataset" --grid-size 1 --output-dir "$tmp/d"
 expect_error "labels\|all-cells" "$bin/generate_dataset" --labels nonsense --output-dir "$tmp/d"
+expect_error "encoding" "$bin/generate_dataset" --encoding onehot --output-dir "$tmp/d"
 expect_error "cannot open\|No such" "$bin/train" --train-path "$tmp/missing.safetensors"
 expect_error "byte" "$bin/train" --train-path "$tmp/garbage.safetensors"
 expect_error "label-mode" "$bin/train" --train-path "$tmp/garbage.safetensors" --label-mode maybe
+"$bin/generate_dataset" --num-train 3 --num-test 3 --grid-size 4 --encoding seed --output-dir "$tmp/ds" >/dev/null
+"$bin/generate_dataset" --num-train 3 --num-test 3 --grid-size 4 --encoding marked --output-dir "$tmp/dm" >/dev/null
+expect_error "seed tokens" "$bin/train" --train-path "$tmp/dm/train.safetensors" --val-path "$tmp/ds/test.safetensors" --checkpoint-dir "$tmp/c"
 expect_error "byte" "$bin/benchmark" --checkpoint "$tmp/random.bin"
 expect_error "cannot open\|No such" "$bin/benchmark" --checkpoint "$tmp/none.safetensors"
 expect_error "byte" "$bin/trm_visual" --checkpoint "$tmp/garbage.safetensors"
