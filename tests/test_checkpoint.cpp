@@ -117,6 +117,19 @@ TEST_CASE("the encoding is part of the config and sets the vocabulary", "[checkp
   save_checkpoint(path, a);
   CHECK(read_checkpoint_info(path).config.encoding == Encoding::Marked);
   CHECK(load_model<float>(path).config().encoding == Encoding::Marked);
+  // The robot facade encodes with the checkpoint's encoding, and refuses what it cannot mark.
+  Policy policy(path);
+  Grid g(4, 4);
+  g.set_blocked({1, 2}, true);
+  TrmWorkspace<float> ws;
+  nn::Mat<float> logits;
+  const auto tokens = encode_state(g, {1, 1}, {3, 3}, Encoding::Marked);
+  trm_logits(a, tokens.data(), 1, ws, logits);
+  Eigen::Index arg = 0;
+  logits.row(0).maxCoeff(&arg);
+  CHECK(static_cast<int>(policy.act(g, {1, 1}, {3, 3})) == arg);
+  CHECK_THROWS_AS(policy.act(g, {1, 2}, {3, 3}), InvalidArgument);
+  CHECK_THROWS_AS(policy.act(g, {1, 1}, {1, 2}), InvalidArgument);
   // A config written before the field existed means seed tokens; an unknown one is refused.
   nlohmann::json j = to_json(c);
   j.erase("encoding");

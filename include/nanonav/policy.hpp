@@ -45,7 +45,8 @@ class Policy {
 
   /// The model's action (arg-max of its logits) for an agent at `current` heading to `goal`.
   /// Allocation-free after construction. Throws InvalidArgument when the map is not N x N for
-  /// the model's N, or when a position is off the map — never a silent wrong answer.
+  /// the model's N, when a position is off the map, or (model trained on the marked encoding)
+  /// when the agent or the goal is on a blocked cell — never a silent wrong answer.
   Action act(const GridView& map, Pos current, Pos goal) {
     const float* z = logits(map, current, goal);
     int best = 0;
