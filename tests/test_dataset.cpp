@@ -266,6 +266,15 @@ TEST_CASE("datasets survive a save/load round trip", "[dataset]") {
   CHECK(mback.info.encoding == Encoding::Marked);
   CHECK(same_samples(marked, mback));
   CHECK(detail::SafetensorsReader(mpath).meta("vocab_size") == "19");
+  // A marked file whose agent marker is not where its coordinates say is refused.
+  Dataset moved = marked;
+  {
+    std::uint8_t* tok = moved.tokens.data();
+    const Pos cur = decode_pos(tok, 5, 0);
+    tok[cur.row * 5 + cur.col] = kTokenFree;
+  }
+  save_dataset(mpath, moved);
+  CHECK_THROWS_WITH(load_dataset(mpath), Catch::Contains("agent marker"));
   Dataset mixed = seed;
   CHECK_THROWS_AS(mixed.append(marked), InvalidArgument);
 

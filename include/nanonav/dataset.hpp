@@ -153,6 +153,7 @@ struct SampleWorkspace {
   std::vector<std::int32_t> dist;
   MapSamples base;
   std::vector<int> perm;  // cell permutation of each dihedral transform, 8 x n*n
+  std::vector<std::uint8_t> lut;  // cell token -> transformed cell token, 8 x 256
   int perm_n = 0;
 };
 
@@ -219,6 +220,11 @@ inline void write_transformed(const MapSamples& s, int n, int copies, std::uint3
           const Pos q = transform(static_cast<Dihedral>(d), Pos{r, c}, n);
           ws.perm[static_cast<std::size_t>(d) * cells + static_cast<std::size_t>(r * n + c)] = q.row * n + q.col;
         }
+    ws.lut.resize(static_cast<std::size_t>(kNumDihedral) * 256);
+    for (int d = 0; d < kNumDihedral; ++d)
+      for (int v = 0; v < 256; ++v)
+        ws.lut[static_cast<std::size_t>(d * 256 + v)] =
+            transform_cell_token(static_cast<Dihedral>(d), n, static_cast<std::uint8_t>(v));
     ws.perm_n = n;
   }
   std::copy_n(s.tokens.data(), k * t, tokens);
@@ -227,9 +233,7 @@ inline void write_transformed(const MapSamples& s, int n, int copies, std::uint3
   for (int d = 1; d < copies; ++d) {
     const auto dih = static_cast<Dihedral>(d);
     const int* perm = ws.perm.data() + static_cast<std::size_t>(d) * cells;
-    std::array<std::uint8_t, 256> lut{};  // cell token -> transformed cell token
-    for (int v = 0; v < 256; ++v)
-      lut[static_cast<std::size_t>(v)] = transform_cell_token(dih, n, static_cast<std::uint8_t>(v));
+    const std::uint8_t* lut = ws.lut.data() + static_cast<std::size_t>(d) * 256;
     for (std::size_t i = 0; i < k; ++i) {
       const std::uint8_t* in = s.tokens.data() + i * t;
       std::uint8_t* out = tokens + (static_cast<std::size_t>(d) * k + i) * t;
@@ -430,6 +434,17 @@ inline std::string find_invalid_sample(const Dataset& ds, std::string& tensor, s
                std::to_string(v) + " is not a valid " + (j < cells ? "cell" : "coordinate") +
                " token for a " + std::to_string(n) + "x" + std::to_string(n) + " map (encoding " +
                to_string(ds.info.encoding) + ")";
+      }
+    }
+    if (ds.info.encoding == Encoding::Marked) {  // the marker must sit where the coordinates say
+      const Pos cur = detail::encoded_pos(n, s, 0);
+      const std::size_t c = static_cast<std::size_t>(cur.row * n + cur.col);
+      if (s[c] != agent_token(n) && s[c] != agent_on_goal_token(n)) {
+        tensor = "tokens";
+        at = i * t + c;
+        return "sample " + std::to_string(i) + ": the cell at the agent's coordinates (" +
+               std::to_string(cur.row) + "," + std::to_string(cur.col) + ") holds " +
+               std::to_string(s[c]) + ", not the agent marker";
       }
     }
     if (ds.action[i] >= kNumActions || ds.mask[i] >= (1u << kNumActions) ||

@@ -78,10 +78,17 @@ constexpr std::uint8_t agent_on_goal_token(int n) noexcept { return static_cast<
 constexpr std::uint8_t neighbour_token(int n, Action a, bool goal) noexcept {
   return static_cast<std::uint8_t>(n + 6 + static_cast<int>(a) + (goal ? 4 : 0));
 }
+namespace detail {
+/// Which neighbour marker v is: k = direction + 4 * (is the goal), in [0, 8); -1 otherwise.
+constexpr int neighbour_marker(int n, unsigned v) noexcept {
+  const int k = static_cast<int>(v) - neighbour_token(n, Action::Up, false);
+  return k >= 0 && k < 8 ? k : -1;
+}
+}  // namespace detail
 /// Whether v is a valid cell token of an encoding.
 constexpr bool valid_cell_token(int n, Encoding e, unsigned v) noexcept {
   return v == kTokenFree || v == kTokenObstacle ||
-         (e == Encoding::Marked && v >= agent_token(n) && v <= static_cast<unsigned>(n + 13));
+         (e == Encoding::Marked && v >= agent_token(n) && v <= neighbour_token(n, Action::Right, true));
 }
 
 /// Checks that a map can be encoded (square, 2..252 cells a side) and returns its side N.
@@ -98,8 +105,9 @@ inline int encodable_size(const GridView& g) {
 }
 
 namespace detail {
+inline bool on_map(int n, Pos p) noexcept { return p.row >= 0 && p.col >= 0 && p.row < n && p.col < n; }
 inline void check_encoded_pos(int n, Pos p, const char* which) {
-  if (p.row < 0 || p.col < 0 || p.row >= n || p.col >= n)
+  if (!on_map(n, p))
     throw InvalidArgument(std::string("encode_state: ") + which + " (" + std::to_string(p.row) +
                           "," + std::to_string(p.col) + ") is outside the " + std::to_string(n) +
                           "x" + std::to_string(n) + " map");
@@ -110,7 +118,6 @@ namespace detail {
 inline Pos encoded_pos(int n, const std::uint8_t* out, int k) noexcept {
   return {out[n * n + k] - kTokenCoordOffset, out[n * n + k + 1] - kTokenCoordOffset};
 }
-inline bool on_map(int n, Pos p) noexcept { return p.row >= 0 && p.col >= 0 && p.row < n && p.col < n; }
 // Writes the markers of an agent at `cur` heading to `goal` over plain cell tokens.
 inline void mark_agent(int n, Pos cur, Pos goal, std::uint8_t* out) noexcept {
   out[goal.row * n + goal.col] = goal_token(n);
@@ -131,8 +138,8 @@ inline void unmark_agent(int n, Pos cur, std::uint8_t* out) noexcept {
     const Pos q = step(cur, static_cast<Action>(a));
     if (!on_map(n, q)) continue;
     std::uint8_t& v = out[q.row * n + q.col];
-    if (v >= n + 6 && v < n + 10) v = kTokenFree;
-    else if (v >= n + 10 && v < n + 14) v = goal_token(n);
+    const int k = neighbour_marker(n, v);
+    if (k >= 0) v = k < 4 ? kTokenFree : goal_token(n);
   }
 }
 }  // namespace detail
@@ -278,8 +285,8 @@ constexpr Action transform(Dihedral d, Action a) noexcept {
 /// A cell token after transform d: the neighbour markers of Encoding::Marked name a direction,
 /// which turns with the grid; every other token is unchanged.
 constexpr std::uint8_t transform_cell_token(Dihedral d, int n, std::uint8_t v) noexcept {
-  if (v < n + 6 || v >= n + 14) return v;
-  const int k = v - (n + 6);
+  const int k = detail::neighbour_marker(n, v);
+  if (k < 0) return v;
   return neighbour_token(n, transform(d, static_cast<Action>(k % 4)), k >= 4);
 }
 
