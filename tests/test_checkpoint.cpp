@@ -65,7 +65,7 @@ TEMPLATE_TEST_CASE("save then load is bit-exact, optimiser state included", "[ch
   b.init(99);  // different values, overwritten by the load
   nn::AdamW<TestType> ob;
   const CheckpointInfo info = load_checkpoint(path, b, &ob);
-  CHECK(info.version == kCheckpointFormatVersion);
+  CHECK(info.version == checkpoint_version_for(a.config()));
   CHECK(info.has_optimizer);
   CHECK(info.optimizer_step == 3);
   CHECK(info.train_state.at("epoch") == 3);
@@ -135,6 +135,31 @@ TEST_CASE("the encoding is part of the config and sets the vocabulary", "[checkp
   j.erase("encoding");
   CHECK(trm_config_from_json(j).encoding == Encoding::Seed);
   j["encoding"] = "onehot";
+  CHECK_THROWS_AS(trm_config_from_json(j), InvalidArgument);
+}
+
+TEST_CASE("input injection is part of the config: saved, loaded, and absent means off", "[checkpoint]") {
+  TrmConfig c = tiny_config();
+  c.input_injection = true;
+  Trm<float> a(c);
+  a.init(5);
+  const std::string path = tmp("ckpt_inject.safetensors");
+  save_checkpoint(path, a);
+  CHECK(read_checkpoint_info(path).config.input_injection);
+  // Written as format 2, which nanonav builds from before injection refuse instead of running
+  // the checkpoint with the seed's wiring; other configs stay format 1.
+  CHECK(read_checkpoint_info(path).version == 2);
+  save_checkpoint(tmp("ckpt_plain.safetensors"), Trm<float>(tiny_config()));
+  CHECK(read_checkpoint_info(tmp("ckpt_plain.safetensors")).version == 1);
+  const Trm<float> back = load_model<float>(path);
+  CHECK(back.config().input_injection);
+  // Same weights, other wiring: the checkpoint is refused by a model without injection.
+  Trm<float> plain(tiny_config());
+  CHECK_THROWS_AS(load_checkpoint(path, plain), FormatError);
+  nlohmann::json j = to_json(c);
+  j.erase("input_injection");
+  CHECK_FALSE(trm_config_from_json(j).input_injection);
+  j["input_injection"] = "yes";
   CHECK_THROWS_AS(trm_config_from_json(j), InvalidArgument);
 }
 

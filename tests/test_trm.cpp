@@ -144,7 +144,10 @@ TEST_CASE("a mixer block: gradients of input and all 10 parameters", "[trm][grad
 }
 
 TEST_CASE("the whole model, recursion 3, dropout off: every parameter's gradient", "[trm][gradcheck]") {
-  const TrmConfig c = tiny_config(3);
+  TrmConfig c = tiny_config(3);
+  // The seed's model, and the variant that re-injects the embedding into applications 2 and 3.
+  c.input_injection = GENERATE(false, true);
+  CAPTURE(c.input_injection);
   Trm<double> m(c);
   m.init(11);
   const int batch = 5;  // micro-batches of 2: 3 chunks, reduced in order
@@ -255,6 +258,70 @@ TEST_CASE("grad through the last k applications: finite differences of the froze
   }
   CHECK(diff_full == 0.0);
   CHECK(diff_last > 1e-6);
+}
+
+TEST_CASE("input injection with grad through the last k: the embedding learns through the injection", "[trm][gradcheck]") {
+  TrmConfig c = tiny_config(3);
+  c.grad_last_k = 1;
+  c.input_injection = true;
+  Trm<double> m(c);
+  m.init(41);
+  const int batch = 3;
+  const Batch b = random_batch(c, batch, 42);
+  TrmTrainer<double> tr(m, 1, 2);
+  const std::vector<MatD> g = analytic_grads(m, tr, b, batch);
+
+  // The state after the first two applications, with the original weights: a constant x0.
+  TrmWorkspace<double> ws;
+  ws.ensure(c, batch, 0, false);
+  detail::TrmDropout off;
+  detail::embed_forward(m, b.tokens.data(), batch, ws);
+  {
+    TrmConfig c2 = c;
+    c2.recursion = 2;
+    c2.grad_last_k = 0;
+    Trm<double> prefix(c2);
+    std::vector<ParamD*> src = params_of(m), dst = params_of(prefix);
+    for (std::size_t i = 0; i < src.size(); ++i) dst[i]->value = src[i]->value;
+    detail::network_forward(prefix, batch, 0, off, ws);
+  }
+  const MatD x0 = ws.states[0];
+  // f(θ) = loss(head(network_θ(x0 + embed_θ(tokens)))): the last application's input depends
+  // on the embedding through the injection only.
+  TrmConfig c1 = c;
+  c1.recursion = 1;
+  c1.grad_last_k = 0;
+  Trm<double> last(c1);
+  std::vector<ParamD*> lp = params_of(last), mp = params_of(m);
+  for (std::size_t i = 0; i < lp.size(); ++i) lp[i]->value = mp[i]->value;
+  const auto f = [&]() {
+    detail::embed_forward(last, b.tokens.data(), batch, ws);
+    ws.states[0] = x0 + ws.emb;
+    detail::network_forward(last, batch, 0, off, ws);
+    detail::head_forward(last, batch, ws.states[0], off, ws);
+    return nn::masked_cross_entropy<double>(ws.logits, b.masks.data(), b.weights.data(), 1.0, nullptr)
+               .weighted_loss / batch;
+  };
+  // The model computes exactly this function (forward check), and it is not the seed's one.
+  const double full_loss = tr.evaluate(b.tokens.data(), b.masks.data(), b.weights.data(), batch).loss;
+  CHECK(f() == Approx(full_loss).epsilon(1e-12));
+  {
+    TrmConfig cs = c;
+    cs.input_injection = false;
+    Trm<double> s2(cs);
+    std::vector<ParamD*> src = params_of(m), dst = params_of(s2);
+    for (std::size_t i = 0; i < src.size(); ++i) dst[i]->value = src[i]->value;
+    TrmTrainer<double> ts(s2, 1, 2);
+    CHECK(std::abs(ts.evaluate(b.tokens.data(), b.masks.data(), b.weights.data(), batch).loss - full_loss) > 1e-6);
+  }
+  gradcheck::Options opt;
+  opt.max_entries = 30;
+  int fails = 0;
+  for (std::size_t i = 0; i < lp.size(); ++i)
+    fails += gradcheck::check_entries("inject last-k d/d" + lp[i]->name, lp[i]->value.data(), g[i].data(),
+                                      static_cast<std::size_t>(lp[i]->value.size()), f, opt);
+  CHECK(fails == 0);
+  CHECK(g[0].cwiseAbs().maxCoeff() > 0);  // unlike without injection, the embedding is reached
 }
 
 TEST_CASE("float and double forward agree to float tolerance", "[trm]") {

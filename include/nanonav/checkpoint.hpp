@@ -22,13 +22,19 @@
 
 namespace nanonav {
 
-inline constexpr int kCheckpointFormatVersion = 1;
+/// The newest format this code reads and writes. Version 2 = a config that version-1 readers
+/// would misread (input_injection on); other checkpoints are still written as version 1 so
+/// that older nanonav builds keep reading them.
+inline constexpr int kCheckpointFormatVersion = 2;
+
+/// The lowest format version that describes `c` faithfully.
+inline int checkpoint_version_for(const TrmConfig& c) noexcept { return c.input_injection ? 2 : 1; }
 inline constexpr const char* kCheckpointFormat = "nanonav-checkpoint";
 
 inline nlohmann::json to_json(const TrmConfig& c) {
   return {{"grid_size", c.grid_size}, {"dim", c.dim},         {"depth", c.depth},
           {"recursion", c.recursion}, {"dropout", c.dropout}, {"grad_last_k", c.grad_last_k},
-          {"encoding", to_string(c.encoding)}};
+          {"encoding", to_string(c.encoding)}, {"input_injection", c.input_injection}};
 }
 
 /// Parses a config written by to_json; throws InvalidArgument naming the bad field.
@@ -43,6 +49,8 @@ inline TrmConfig trm_config_from_json(const nlohmann::json& j) {
     c.grad_last_k = j.at("grad_last_k").get<int>();
     // Checkpoints written before the marked encoding existed have none: seed tokens.
     if (j.contains("encoding")) c.encoding = parse_encoding(j.at("encoding").get<std::string>());
+    // ... and no input injection (the seed's model).
+    if (j.contains("input_injection")) c.input_injection = j.at("input_injection").get<bool>();
   } catch (const nlohmann::json::exception& e) {
     throw InvalidArgument(std::string("model config: ") + e.what());
   }
@@ -137,7 +145,7 @@ inline void save_checkpoint(const std::string& path, const Trm<S>& model,
                             const nlohmann::json& train_state = nlohmann::json::object()) {
   detail::SafetensorsWriter w;
   w.set_metadata("format", kCheckpointFormat);
-  w.set_metadata("version", std::to_string(kCheckpointFormatVersion));
+  w.set_metadata("version", std::to_string(checkpoint_version_for(model.config())));
   w.set_metadata("dtype", detail::dtype_name(detail::scalar_dtype<S>()));
   w.set_metadata("config", to_json(model.config()).dump());
   w.set_metadata("train_state", train_state.dump());

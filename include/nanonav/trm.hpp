@@ -5,7 +5,9 @@
 /// docs/model.md gives every tensor's name, shape and PyTorch counterpart.
 ///
 ///   tokens (B, T), T = N*N + 4  ->  Embedding(3 + N, dim)  ->  x (B, T, dim)
-///   recursion times:  x = network(x), network = depth mixer blocks, then LayerNorm (no bias)
+///   recursion times:  x = network(x), network = depth mixer blocks, then LayerNorm (no bias);
+///     with input_injection (not in the seed), applications after the first read x + e, where
+///     e is the embedding: x = network(x + e)
 ///     block:  x += Dropout(W2 Dropout(GELU(W1 LN(x) + b1)) + b2)   mixing tokens, per feature
 ///             x += Dropout(Dropout(GELU(LN(x) Wc1ᵀ + bc1)) Wc2ᵀ + bc2)   mixing features
 ///   mean over tokens -> LN (bias) -> Dropout -> Linear(dim, dim) -> GELU -> Dropout
@@ -48,6 +50,9 @@ struct TrmConfig {
   double dropout = 0.1;  ///< probability, every dropout site
   int grad_last_k = 0;   ///< backpropagate through the last k applications only; 0 = all
   Encoding encoding = Encoding::Seed;  ///< the tokens it reads (encoding.hpp): sets the vocabulary
+  /// Applications 2..R read x + embedding instead of x (as the official TRM re-injects its
+  /// input each recursion; the seed does not). No extra parameters.
+  bool input_injection = false;
 
   /// T = N*N + 4 (the cells, then start row, start col, goal row, goal col).
   int tokens() const noexcept { return grid_size * grid_size + 4; }
@@ -270,8 +275,9 @@ class TrmWorkspace {
   /// Sizes the buffers for `chunk` samples and `cached` applications with caches.
   void ensure(const TrmConfig& c, int chunk, int cached, bool masks) {
     if (chunk == chunk_ && cached == cached_ && masks == masks_ && c.dim == dim_ &&
-        c.tokens() == tokens_ && c.depth == depth_)
+        c.tokens() == tokens_ && c.depth == depth_ && c.input_injection == inject_)
       return;
+    inject_ = c.input_injection;
     chunk_ = chunk;
     cached_ = cached;
     masks_ = masks;
@@ -285,6 +291,10 @@ class TrmWorkspace {
     for (auto& s : states) s.resize(m, dim_);
     caches.resize(static_cast<std::size_t>(std::max(cached, 1)) * static_cast<std::size_t>(depth_));
     for (auto& cc : caches) cc.resize(tokens_, dim_, chunk, masks);
+    if (c.input_injection) {
+      emb.resize(m, dim_);
+      demb.resize(m, dim_);
+    }
     pooled.resize(chunk, dim_);
     h0.resize(chunk, dim_);
     h0d.resize(chunk, dim_);
@@ -312,10 +322,11 @@ class TrmWorkspace {
   nn::Mat<S> pooled, h0, h0d, h1, h1d, logits;   // head activations (C, .)
   std::vector<std::uint8_t> mh0, mh1;            // head dropout masks
   nn::Mat<S> dx, dx2, dz, dn, dg1, dg2, dlogits, dh, dh2;  // gradient scratch
+  nn::Mat<S> emb, demb;  // (T*C, dim) with input injection: the embedding and its gradient
 
  private:
   int chunk_ = -1, cached_ = -1, dim_ = -1, tokens_ = -1, depth_ = -1;
-  bool masks_ = false;
+  bool masks_ = false, inject_ = false;
 };
 
 namespace detail {
@@ -498,6 +509,7 @@ inline void embed_forward(const Trm<S>& model, const std::uint8_t* tokens, int c
   for (int b = 0; b < chunk; ++b)
     for (int t = 0; t < T; ++t) ws.idx[static_cast<std::size_t>(t) * chunk + b] = tokens[static_cast<std::size_t>(b) * T + t];
   model.embed.forward(ws.idx.data(), static_cast<Eigen::Index>(T) * chunk, ws.states[0]);
+  if (model.config().input_injection) ws.emb = ws.states[0];
 }
 
 /// Runs all applications. The first R - cached run in place on states[0] without caches; the
@@ -509,7 +521,9 @@ inline void network_forward(const Trm<S>& model, int chunk, int cached, const Tr
   const TrmConfig& c = model.config();
   const int R = c.recursion, L = c.depth;
   const Eigen::Index M = static_cast<Eigen::Index>(c.tokens()) * chunk;
+  const bool inject = c.input_injection;
   for (int a = 0; a < R - cached; ++a) {
+    if (inject && a > 0) ws.states[0] += ws.emb;
     S* x = ws.states[0].data();
     for (int l = 0; l < L; ++l) block_forward(model.blocks[l], c, chunk, x, x, ws.caches[0], a, l, dr);
     model.norm.forward(ws.states[0], ws.states[0]);
@@ -517,6 +531,8 @@ inline void network_forward(const Trm<S>& model, int chunk, int cached, const Tr
   for (int k = 0; k < cached; ++k) {
     const int a = R - cached + k;
     const std::size_t base = static_cast<std::size_t>(k) * (L + 1);
+    // states[base] is the previous application's output (or the embedding when a == 0).
+    if (inject && a > 0) ws.states[base] += ws.emb;
     for (int l = 0; l < L; ++l)
       block_forward(model.blocks[l], c, chunk, ws.states[base + l].data(), ws.states[base + l + 1].data(),
                     ws.caches[static_cast<std::size_t>(k) * L + l], a, l, dr);
@@ -578,6 +594,8 @@ inline void backward_chunk(Trm<S>& model, int chunk, int cached, const TrmDropou
   ws.dx2.setZero();
   nn::mean_pool_backward<S>(ws.dh2, chunk, T, nn::TokenOrder::TokenMajor, ws.dx2);  // dL/d(out)
   // applications, last first
+  const bool inject = c.input_injection;
+  if (inject) ws.demb.setZero();
   for (int k = cached - 1; k >= 0; --k) {
     const std::size_t base = static_cast<std::size_t>(k) * (L + 1);
     ws.dx.setZero();
@@ -585,9 +603,19 @@ inline void backward_chunk(Trm<S>& model, int chunk, int cached, const TrmDropou
     for (int l = L - 1; l >= 0; --l)
       block_backward(model.blocks[l], c, chunk, ws.states[base + l].data(),
                      ws.caches[static_cast<std::size_t>(k) * L + l], dr.active, dr.p, ws);
+    // dx = dL/d(application input); with injection that input was x + e, so e gets it too.
+    if (inject && R - cached + k > 0) ws.demb += ws.dx;
     ws.dx.swap(ws.dx2);
   }
-  if (cached == R) model.embed.backward(ws.idx.data(), static_cast<Eigen::Index>(T) * chunk, ws.dx2);
+  // With all applications cached dx2 is dL/d(first input) = dL/de (plus the injections); with
+  // fewer, the embedding is reached only through the injections of the cached applications.
+  const Eigen::Index rows = static_cast<Eigen::Index>(T) * chunk;
+  if (cached == R) {
+    if (inject) ws.dx2 += ws.demb;
+    model.embed.backward(ws.idx.data(), rows, ws.dx2);
+  } else if (inject && cached > 0) {
+    model.embed.backward(ws.idx.data(), rows, ws.demb);
+  }
 }
 
 /// Runs `f(begin, end, thread)` over fixed micro-batches [begin, end) of `chunk` samples on
