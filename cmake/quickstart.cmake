@@ -26,7 +26,7 @@ step("1/5 generate the 8x8 dataset (all reachable cells labelled, 8 symmetries, 
   --labels all-cells --augment --encoding marked --output-dir data)
 step("2/5 train the TRM (dim 64, depth 2, recursion 2: the best use of a few minutes)"
   "${BIN}/train" --train-path data/train.safetensors --val-path data/test.safetensors
-  --checkpoint-dir checkpoints --epochs 1 --patience 0 --dropout 0 --lr 2e-3 --recursion 2
+  --checkpoint-dir checkpoints --epochs 1 --patience 0 --dropout 0 --lr 4e-3 --warmup 500 --recursion 2
   --threads 2 --time-limit 6)
 step("3/5 benchmark against A* on 1000 held-out maps (seed 2026, never used in training)"
   "${BIN}/benchmark" --checkpoint checkpoints/best.safetensors --episodes 1000 --seed 2026
