@@ -120,9 +120,10 @@ int main(int argc, char** argv) try {
 
   const bool pass_success = rep.success_rate >= 0.85, pass_ratio = rep.successes > 0 && rep.mean_ratio <= 1.3;
   std::printf("=== NanoNav Benchmark Results ===\n\n");
-  std::printf("Grid Size: %dx%d\nEpisodes:  %d (%s)\nModel:     %s (%s encoding, dim %d, depth %d, recursion %d)\n\n", n,
+  std::printf("Grid Size: %dx%d\nEpisodes:  %d (%s)\nModel:     %s (%s encoding, dim %d, depth %d, recursion %d%s)\n\n", n,
               n, rep.episodes, source.c_str(), ckpt.c_str(), to_string(model.config().encoding),
-              model.config().dim, model.config().depth, model.config().recursion);
+              model.config().dim, model.config().depth, model.config().recursion,
+              model.config().input_injection ? ", input injection" : "");
   std::printf("Agent   Success   Avg Ratio   Timeouts\n");
   std::printf("A*      100.0%%    1.00        0\n");
   std::printf("TRM     %5.1f%%    %-10.3f  %d\n\n", 100 * rep.success_rate, rep.mean_ratio, rep.timeouts);
