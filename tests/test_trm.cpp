@@ -54,6 +54,30 @@ std::vector<ParamD*> params_of(Trm<double>& m) {
   return ps;
 }
 
+// A model with m's weights, `recursion` applications, gradient through all of them, and the
+// given wiring.
+Trm<double> same_weights(const Trm<double>& m, int recursion, bool injection) {
+  TrmConfig c = m.config();
+  c.recursion = recursion;
+  c.grad_last_k = 0;
+  c.input_injection = injection;
+  Trm<double> out(c);
+  std::vector<ParamD*> dst = params_of(out);
+  std::size_t i = 0;
+  m.for_each_param([&](const ParamD& p) { dst[i++]->value = p.value; });
+  return out;
+}
+
+// The network state after the first `apps` applications of m, with m's current weights (ws is
+// sized for inference; with injection ws.emb holds the embedding afterwards).
+MatD prefix_state(const Trm<double>& m, const Batch& b, int batch, int apps, TrmWorkspace<double>& ws) {
+  ws.ensure(m.config(), batch, 0, false);
+  const detail::TrmDropout off;
+  detail::embed_forward(m, b.tokens.data(), batch, ws);
+  detail::network_forward(same_weights(m, apps, m.config().input_injection), batch, 0, off, ws);
+  return ws.states[0];
+}
+
 // Pre-fills grads with kPrefill, runs loss_and_grad, returns grad - kPrefill per slot.
 std::vector<MatD> analytic_grads(Trm<double>& m, TrmTrainer<double>& tr, const Batch& b, int batch) {
   m.for_each_param([](ParamD& p) { p.grad.setConstant(gradcheck::kPrefill); });
@@ -208,26 +232,11 @@ TEST_CASE("grad through the last k applications: finite differences of the froze
 
   // The state after the first R - k = 2 applications, with the original weights: a constant.
   TrmWorkspace<double> ws;
-  ws.ensure(c, batch, 0, false);
-  detail::TrmDropout off;
-  detail::embed_forward(m, b.tokens.data(), batch, ws);
-  {
-    TrmConfig c2 = c;
-    c2.recursion = 2;
-    c2.grad_last_k = 0;
-    Trm<double> prefix(c2);
-    std::vector<ParamD*> src = params_of(m), dst = params_of(prefix);
-    for (std::size_t i = 0; i < src.size(); ++i) dst[i]->value = src[i]->value;
-    detail::network_forward(prefix, batch, 0, off, ws);
-  }
-  const MatD x0 = ws.states[0];
+  const detail::TrmDropout off;
+  const MatD x0 = prefix_state(m, b, batch, 2, ws);
   // f(θ) = loss(head(network_θ(x0))): one application (recursion 1) from the frozen state.
-  TrmConfig c1 = c;
-  c1.recursion = 1;
-  c1.grad_last_k = 0;
-  Trm<double> last(c1);
-  std::vector<ParamD*> lp = params_of(last), mp = params_of(m);
-  for (std::size_t i = 0; i < lp.size(); ++i) lp[i]->value = mp[i]->value;
+  Trm<double> last = same_weights(m, 1, false);
+  std::vector<ParamD*> lp = params_of(last);
   const auto f = [&]() {
     ws.states[0] = x0;
     detail::network_forward(last, batch, 0, off, ws);
@@ -273,27 +282,12 @@ TEST_CASE("input injection with grad through the last k: the embedding learns th
 
   // The state after the first two applications, with the original weights: a constant x0.
   TrmWorkspace<double> ws;
-  ws.ensure(c, batch, 0, false);
-  detail::TrmDropout off;
-  detail::embed_forward(m, b.tokens.data(), batch, ws);
-  {
-    TrmConfig c2 = c;
-    c2.recursion = 2;
-    c2.grad_last_k = 0;
-    Trm<double> prefix(c2);
-    std::vector<ParamD*> src = params_of(m), dst = params_of(prefix);
-    for (std::size_t i = 0; i < src.size(); ++i) dst[i]->value = src[i]->value;
-    detail::network_forward(prefix, batch, 0, off, ws);
-  }
-  const MatD x0 = ws.states[0];
+  const detail::TrmDropout off;
+  const MatD x0 = prefix_state(m, b, batch, 2, ws);
   // f(θ) = loss(head(network_θ(x0 + embed_θ(tokens)))): the last application's input depends
   // on the embedding through the injection only.
-  TrmConfig c1 = c;
-  c1.recursion = 1;
-  c1.grad_last_k = 0;
-  Trm<double> last(c1);
-  std::vector<ParamD*> lp = params_of(last), mp = params_of(m);
-  for (std::size_t i = 0; i < lp.size(); ++i) lp[i]->value = mp[i]->value;
+  Trm<double> last = same_weights(m, 1, true);
+  std::vector<ParamD*> lp = params_of(last);
   const auto f = [&]() {
     detail::embed_forward(last, b.tokens.data(), batch, ws);
     ws.states[0] = x0 + ws.emb;
@@ -306,12 +300,8 @@ TEST_CASE("input injection with grad through the last k: the embedding learns th
   const double full_loss = tr.evaluate(b.tokens.data(), b.masks.data(), b.weights.data(), batch).loss;
   CHECK(f() == Approx(full_loss).epsilon(1e-12));
   {
-    TrmConfig cs = c;
-    cs.input_injection = false;
-    Trm<double> s2(cs);
-    std::vector<ParamD*> src = params_of(m), dst = params_of(s2);
-    for (std::size_t i = 0; i < src.size(); ++i) dst[i]->value = src[i]->value;
-    TrmTrainer<double> ts(s2, 1, 2);
+    Trm<double> seed_wiring = same_weights(m, c.recursion, false);
+    TrmTrainer<double> ts(seed_wiring, 1, 2);
     CHECK(std::abs(ts.evaluate(b.tokens.data(), b.masks.data(), b.weights.data(), batch).loss - full_loss) > 1e-6);
   }
   gradcheck::Options opt;
