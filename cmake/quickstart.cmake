@@ -24,10 +24,10 @@ string(TIMESTAMP start "%s")
 step("1/5 generate the 8x8 dataset (all reachable cells labelled, 8 symmetries, marked tokens)"
   "${BIN}/generate_dataset" --num-train 1600 --num-test 200 --grid-size 8 --obstacle-density 0.2
   --labels all-cells --augment --encoding marked --output-dir data)
-step("2/5 train the TRM (dim 64, depth 2, recursion 2: the best use of a few minutes)"
+step("2/5 train the TRM (dim 48, depth 6, recursion 1: the best use of a few minutes, docs/TRAINING-GUIDE.md)"
   "${BIN}/train" --train-path data/train.safetensors --val-path data/test.safetensors
-  --checkpoint-dir checkpoints --epochs 1 --patience 0 --dropout 0 --lr 4e-3 --warmup 500 --recursion 2
-  --threads 2 --time-limit 6)
+  --checkpoint-dir checkpoints --epochs 1 --patience 0 --dropout 0 --lr 4e-3 --warmup 500
+  --dim 48 --depth 6 --recursion 1 --threads 2 --time-limit 6)
 step("3/5 benchmark against A* on 1000 held-out maps (seed 2026, never used in training)"
   "${BIN}/benchmark" --checkpoint checkpoints/best.safetensors --episodes 1000 --seed 2026
   --json benchmark.json)

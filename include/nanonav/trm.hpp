@@ -217,11 +217,11 @@ namespace detail {
 template <class S>
 struct TrmBlockCache {
   nn::Mat<S> n1;    // (T*C, dim)   tok_norm(x); viewed (T, C*dim)
-  nn::Mat<S> a1;    // (4dim, C*dim) W1 n1 + b1
+  nn::Mat<S> a1;    // (4dim, C*dim) W1 n1 + b1, then GELU' of it (block_forward with keep)
   nn::Mat<S> g1;    // (4dim, C*dim) Dropout(GELU(a1))
   nn::Mat<S> xmid;  // (T*C, dim)   x after the token-mixing residual
   nn::Mat<S> n2;    // (T*C, dim)   chan_norm(xmid)
-  nn::Mat<S> a2;    // (T*C, dim/2) n2 Wc1ᵀ + bc1
+  nn::Mat<S> a2;    // (T*C, dim/2) n2 Wc1ᵀ + bc1, then GELU' of it (block_forward with keep)
   nn::Mat<S> g2;    // (T*C, dim/2) Dropout(GELU(a2))
   std::vector<std::uint8_t> m_h1, m_o1, m_h2, m_o2;  // dropout masks of the 4 sites
 
@@ -336,44 +336,47 @@ using ArrMap = Eigen::Map<Eigen::Array<S, Eigen::Dynamic, 1>>;
 template <class S>
 using CArrMap = Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, 1>>;
 
-/// g = GELU(a) (exact erf form), then dropout with mask (or none). Vectorised via Eigen.
+/// Writes the bias into a (rows, cols) row-major, per row or per column: the start value of a
+/// GEMM that accumulates into a. (Eigen zeroes the destination of `dst = A * B` first; starting
+/// from the bias instead saves that pass and a separate bias pass.)
 template <class S>
-inline void gelu_dropout_forward(const S* a, S* g, Eigen::Index n, const std::uint8_t* mask,
-                                 S scale) {
-  CArrMap<S> av(a, n);
-  ArrMap<S> gv(g, n);
-  gv = S(0.5) * av * (S(1) + (av * S(0.70710678118654752440)).erf());
-  if (mask)
-    for (Eigen::Index i = 0; i < n; ++i) g[i] = mask[i] ? g[i] * scale : S(0);
+inline void fill_bias(S* a, Eigen::Index rows, Eigen::Index cols, const S* bias, bool bias_per_row) {
+  nn::MatMap<S> m(a, rows, cols);
+  if (bias_per_row)
+    for (Eigen::Index r = 0; r < rows; ++r) m.row(r).setConstant(bias[r]);
+  else
+    m.rowwise() = Eigen::Map<const Eigen::Matrix<S, 1, Eigen::Dynamic>>(bias, cols);
 }
 
-/// a += bias (per row, or per column), then g = Dropout(GELU(a)); row by row so each row is
-/// still in L1 for the second pass. a and g are (rows, cols) row-major.
+/// g = Dropout(GELU(a)) over n entries. With keep (an application that backward will visit),
+/// a is then overwritten by GELU'(a) = Φ(a) + a φ(a), which is all backward needs of a: erf is
+/// evaluated once per training step instead of once forward and once backward. Works through
+/// blocks of 256 entries so the Φ(a) scratch stays in L1.
 template <class S>
-inline void bias_gelu_dropout_forward(S* a, S* g, Eigen::Index rows, Eigen::Index cols,
-                                      const S* bias, bool bias_per_row, const std::uint8_t* mask,
-                                      S scale) {
-  // Rows are grouped to at least ~1024 entries so short rows (feature mixing) still vectorise.
-  const Eigen::Index group = std::max<Eigen::Index>(1, 1024 / std::max<Eigen::Index>(cols, 1));
-  for (Eigen::Index r0 = 0; r0 < rows; r0 += group) {
-    const Eigen::Index nr = std::min(group, rows - r0);
-    nn::MatMap<S> blk(a + r0 * cols, nr, cols);
-    if (bias_per_row)
-      for (Eigen::Index r = 0; r < nr; ++r) blk.row(r).array() += bias[r0 + r];
-    else
-      blk.rowwise() += Eigen::Map<const Eigen::Matrix<S, 1, Eigen::Dynamic>>(bias, cols);
-    gelu_dropout_forward(a + r0 * cols, g + r0 * cols, nr * cols, mask ? mask + r0 * cols : nullptr, scale);
+inline void gelu_dropout_forward(S* a, S* g, Eigen::Index n, const std::uint8_t* mask, S scale,
+                                      bool keep) {
+  constexpr Eigen::Index kBlock = 256;
+  alignas(64) S cdf[kBlock];
+  for (Eigen::Index i0 = 0; i0 < n; i0 += kBlock) {
+    const Eigen::Index m = std::min(kBlock, n - i0);
+    ArrMap<S> av(a + i0, m), gv(g + i0, m), cv(cdf, m);
+    cv = S(0.5) * (S(1) + (av * S(0.70710678118654752440)).erf());
+    gv = av * cv;
+    if (mask) {
+      const std::uint8_t* mk = mask + i0;
+      S* gi = g + i0;
+      for (Eigen::Index i = 0; i < m; ++i) gi[i] = mk[i] ? gi[i] * scale : S(0);
+    }
+    if (keep) av = cv + av * S(0.39894228040143267794) * (S(-0.5) * av.square()).exp();
   }
 }
 
-/// da = dg * mask * scale * GELU'(a), written over dg.
+/// da = dg * mask * scale * d, written over dg, where d = GELU'(a) was kept by
+/// gelu_dropout_forward (with keep).
 template <class S>
-inline void gelu_dropout_backward(const S* a, S* dg, Eigen::Index n, const std::uint8_t* mask,
-                                  S scale) {
-  CArrMap<S> av(a, n);
-  ArrMap<S> dv(dg, n);
-  dv *= S(0.5) * (S(1) + (av * S(0.70710678118654752440)).erf()) +
-        av * S(0.39894228040143267794) * (S(-0.5) * av.square()).exp();
+inline void gelu_dropout_backward(const S* d, S* dg, Eigen::Index n, const std::uint8_t* mask,
+                                       S scale) {
+  ArrMap<S>(dg, n) *= CArrMap<S>(d, n);
   if (mask)
     for (Eigen::Index i = 0; i < n; ++i) dg[i] = mask[i] ? dg[i] * scale : S(0);
 }
@@ -396,11 +399,12 @@ inline void draw_block_masks(const TrmConfig& c, int chunk, int app, int l, cons
   }
 }
 
-/// One mixer block: x (T*C, dim) token-major -> out (may alias x). cc receives what backward
-/// needs.
+/// One mixer block: x (T*C, dim) token-major -> out (may alias x). With keep (the default), cc
+/// receives what backward needs: a1 and a2 then hold GELU' of the pre-activations, not the
+/// pre-activations. Without, cc is only scratch.
 template <class S>
 inline void block_forward(const TrmBlock<S>& blk, const TrmConfig& c, int chunk, const S* x, S* out,
-                          TrmBlockCache<S>& cc, int app, int l, const TrmDropout& dr) {
+                          TrmBlockCache<S>& cc, int app, int l, const TrmDropout& dr, bool keep = true) {
   const int T = c.tokens(), D = c.dim, Dh = D / 2;
   const Eigen::Index M = static_cast<Eigen::Index>(T) * chunk, CD = static_cast<Eigen::Index>(chunk) * D;
   const S scale = static_cast<S>(1.0 / (1.0 - dr.p));
@@ -412,40 +416,36 @@ inline void block_forward(const TrmBlock<S>& blk, const TrmConfig& c, int chunk,
 
   // token mixing: xmid = x + Dropout(W2 Dropout(GELU(W1 LN(x) + b1)) + b2)
   blk.tok_norm.forward(nn::ConstMatMap<S>(x, M, D), cc.n1);
-  cc.a1.noalias() = blk.tok_w1.weight.value * nn::ConstMatMap<S>(cc.n1.data(), T, CD);
-  bias_gelu_dropout_forward(cc.a1.data(), cc.g1.data(), cc.a1.rows(), cc.a1.cols(),
-                            blk.tok_w1.bias.value.data(), true, mh1, scale);
+  fill_bias(cc.a1.data(), cc.a1.rows(), cc.a1.cols(), blk.tok_w1.bias.value.data(), true);
+  cc.a1.noalias() += blk.tok_w1.weight.value * nn::ConstMatMap<S>(cc.n1.data(), T, CD);
+  gelu_dropout_forward(cc.a1.data(), cc.g1.data(), cc.a1.size(), mh1, scale, keep);
   nn::MatMap<S> z1(cc.xmid.data(), T, CD);
-  z1.noalias() = blk.tok_w2.weight.value * cc.g1;
+  fill_bias(z1.data(), T, CD, blk.tok_w2.bias.value.data(), true);
+  z1.noalias() += blk.tok_w2.weight.value * cc.g1;
+  const Eigen::Index n = M * D;
   {
-    const S* b2 = blk.tok_w2.bias.value.data();
     S* xm = cc.xmid.data();
-    for (Eigen::Index t = 0; t < T; ++t) {
-      const S bt = b2[t];
-      for (Eigen::Index j = t * CD; j < (t + 1) * CD; ++j) {
-        const S z = xm[j] + bt;
-        xm[j] = x[j] + (mo1 ? (mo1[j] ? z * scale : S(0)) : z);
-      }
-    }
+    if (mo1)
+      for (Eigen::Index j = 0; j < n; ++j) xm[j] = x[j] + (mo1[j] ? xm[j] * scale : S(0));
+    else
+      for (Eigen::Index j = 0; j < n; ++j) xm[j] += x[j];
   }
   // feature mixing: out = xmid + Dropout(Dropout(GELU(LN(xmid) Wc1ᵀ + bc1)) Wc2ᵀ + bc2)
   blk.chan_norm.forward(cc.xmid, cc.n2);
-  cc.a2.noalias() = cc.n2 * blk.chan_w1.weight.value.transpose();
-  bias_gelu_dropout_forward(cc.a2.data(), cc.g2.data(), cc.a2.rows(), cc.a2.cols(),
-                            blk.chan_w1.bias.value.data(), false, mh2, scale);
+  fill_bias(cc.a2.data(), M, Dh, blk.chan_w1.bias.value.data(), false);
+  cc.a2.noalias() += cc.n2 * blk.chan_w1.weight.value.transpose();
+  gelu_dropout_forward(cc.a2.data(), cc.g2.data(), cc.a2.size(), mh2, scale, keep);
+  // x is not read again, so out may now be overwritten even when it aliases x.
   nn::MatMap<S> o(out, M, D);
-  o.noalias() = cc.g2 * blk.chan_w2.weight.value.transpose();
+  fill_bias(out, M, D, blk.chan_w2.bias.value.data(), false);
+  o.noalias() += cc.g2 * blk.chan_w2.weight.value.transpose();
   {
-    const S* bc2 = blk.chan_w2.bias.value.data();
     const S* xm = cc.xmid.data();
-    for (Eigen::Index r = 0; r < M; ++r)
-      for (Eigen::Index d = 0; d < D; ++d) {
-        const Eigen::Index j = r * D + d;
-        const S z = out[j] + bc2[d];
-        out[j] = xm[j] + (mo2 ? (mo2[j] ? z * scale : S(0)) : z);
-      }
+    if (mo2)
+      for (Eigen::Index j = 0; j < n; ++j) out[j] = xm[j] + (mo2[j] ? out[j] * scale : S(0));
+    else
+      for (Eigen::Index j = 0; j < n; ++j) out[j] += xm[j];
   }
-  (void)Dh;
 }
 
 /// Backward of block_forward: on entry dx holds dL/d(out), on exit dL/d(x); adds the block's
@@ -525,7 +525,7 @@ inline void network_forward(const Trm<S>& model, int chunk, int cached, const Tr
   for (int a = 0; a < R - cached; ++a) {
     if (inject && a > 0) ws.states[0] += ws.emb;
     S* x = ws.states[0].data();
-    for (int l = 0; l < L; ++l) block_forward(model.blocks[l], c, chunk, x, x, ws.caches[0], a, l, dr);
+    for (int l = 0; l < L; ++l) block_forward(model.blocks[l], c, chunk, x, x, ws.caches[0], a, l, dr, false);
     model.norm.forward(ws.states[0], ws.states[0]);
   }
   for (int k = 0; k < cached; ++k) {
@@ -541,10 +541,11 @@ inline void network_forward(const Trm<S>& model, int chunk, int cached, const Tr
   (void)M;
 }
 
-/// Mean-pool and head: x (T*C, dim) -> ws.logits (C, 5).
+/// Mean-pool and head: x (T*C, dim) -> ws.logits (C, 5). With keep, ws.h1 ends holding GELU'
+/// of the hidden pre-activation, for backward.
 template <class S>
 inline void head_forward(const Trm<S>& model, int chunk, const nn::Mat<S>& x, const TrmDropout& dr,
-                         TrmWorkspace<S>& ws) {
+                         TrmWorkspace<S>& ws, bool keep = true) {
   const TrmConfig& c = model.config();
   const nn::Dropout drop(dr.p);
   if (dr.active)
@@ -558,7 +559,7 @@ inline void head_forward(const Trm<S>& model, int chunk, const nn::Mat<S>& x, co
   drop.forward<S>(ws.h0, ws.mh0.data(), ws.h0d, dr.active);
   model.head_w1.forward(ws.h0d, ws.h1);
   gelu_dropout_forward(ws.h1.data(), ws.h1d.data(), ws.h1.size(), dr.active ? ws.mh1.data() : nullptr,
-                       static_cast<S>(1.0 / (1.0 - dr.p)));
+                       static_cast<S>(1.0 / (1.0 - dr.p)), keep);
   model.head_w2.forward(ws.h1d, ws.logits);
 }
 
@@ -569,7 +570,7 @@ inline const nn::Mat<S>& forward_chunk(const Trm<S>& model, const std::uint8_t* 
   embed_forward(model, tokens, chunk, ws);
   network_forward(model, chunk, cached, dr, ws);
   const nn::Mat<S>& out = cached > 0 ? ws.states.back() : ws.states[0];
-  head_forward(model, chunk, out, dr, ws);
+  head_forward(model, chunk, out, dr, ws, cached > 0);
   return out;
 }
 
