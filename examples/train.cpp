@@ -45,6 +45,8 @@ int main(int argc, char** argv) try {
       ("recursion", "applications of the mixer network", cxxopts::value<int>()->default_value("8"))
       ("grad-last-k", "gradient through only the last k applications (0: all)", cxxopts::value<int>()->default_value("0"))
       ("input-injection", "add the embedding to the input of every application after the first (not in the seed)")
+      ("aux-distance", "weight of an auxiliary loss: a per-cell head regresses each cell's distance to the goal (0: off; not in the seed)",
+       cxxopts::value<double>()->default_value("0"))
       ("dropout", "dropout probability", cxxopts::value<double>()->default_value("0.1"))
       ("batch-size", "samples per step", cxxopts::value<int>()->default_value("64"))
       ("lr", "peak learning rate", cxxopts::value<double>()->default_value("0.001"))
@@ -80,6 +82,7 @@ int main(int argc, char** argv) try {
   o.model.recursion = args["recursion"].as<int>();
   o.model.grad_last_k = args["grad-last-k"].as<int>();
   o.model.input_injection = args.count("input-injection") > 0;
+  o.model.aux_distance = args["aux-distance"].as<double>();
   o.model.dropout = args["dropout"].as<double>();
   o.batch_size = args["batch-size"].as<int>();
   o.lr = args["lr"].as<double>();
@@ -100,10 +103,10 @@ int main(int argc, char** argv) try {
   if (args.count("resume")) trainer.resume(args["resume"].as<std::string>());
   std::printf("nanonav train: %zu train / %zu val samples of %dx%d maps (%.1f MiB of tokens)\n", train.size(),
               val.size(), o.model.grid_size, o.model.grid_size, (train.bytes() + val.bytes()) / 1048576.0);
-  std::printf("model: %s encoding, dim %d, depth %d, recursion %d%s, grad-last-k %d, dropout %.2f: %zu parameters\n",
+  std::printf("model: %s encoding, dim %d, depth %d, recursion %d%s, grad-last-k %d, dropout %.2f, aux distance %g: %zu parameters\n",
               to_string(o.model.encoding), o.model.dim, o.model.depth, o.model.recursion,
               o.model.input_injection ? " with input injection" : "", o.model.grad_last_k, o.model.dropout,
-              trainer.model().num_params());
+              o.model.aux_distance, trainer.model().num_params());
   std::printf("training: batch %d, lr %g (cosine to %g, warm-up %d), wd %g, clip %g, labels %s, %d threads, %lld steps/epoch\n",
               o.batch_size, o.lr, o.min_lr, o.warmup_steps, o.weight_decay, o.clip, mode.c_str(), o.threads,
               static_cast<long long>(trainer.batches_per_epoch()));

@@ -163,6 +163,35 @@ TEST_CASE("input injection is part of the config: saved, loaded, and absent mean
   CHECK_THROWS_AS(trm_config_from_json(j), InvalidArgument);
 }
 
+TEST_CASE("an aux head is part of the config and of the tensors: round trip, format 2", "[checkpoint]") {
+  TrmConfig c = tiny_config();
+  c.aux_distance = 0.5;
+  Trm<float> a(c);
+  a.init(6);
+  nn::AdamW<float> opt;
+  train_a_little(a, opt);
+  const std::string path = tmp("ckpt_aux.safetensors");
+  save_checkpoint(path, a, &opt);
+  const CheckpointInfo info = read_checkpoint_info(path);
+  CHECK(info.version == 2);
+  CHECK(info.config.aux_distance == 0.5);
+  Trm<float> b(c);
+  nn::AdamW<float> opt2;
+  load_checkpoint(path, b, &opt2);
+  CHECK(b.aux_head.weight.value == a.aux_head.weight.value);
+  CHECK(b.aux_head.bias.value == a.aux_head.bias.value);
+  CHECK(opt2.m().size() == opt.m().size());
+  CHECK(opt2.m().back() == opt.m().back());  // the aux head's slot is the last one
+  // The model without the head (other config) is refused; a config without the field is off.
+  Trm<float> plain(tiny_config());
+  CHECK_THROWS_AS(load_checkpoint(path, plain), FormatError);
+  nlohmann::json j = to_json(c);
+  j.erase("aux_distance");
+  CHECK(trm_config_from_json(j).aux_distance == 0.0);
+  j["aux_distance"] = -2.0;
+  CHECK_THROWS_AS(trm_config_from_json(j), InvalidArgument);
+}
+
 TEST_CASE("a checkpoint of another config is refused and leaves the model untouched", "[checkpoint]") {
   Trm<float> a(tiny_config());
   a.init(1);

@@ -407,3 +407,31 @@ TEST_CASE("training helpers: shuffled indices and batch gathering", "[dataset]")
   other.info.grid_size = 5;
   CHECK_THROWS_AS(joined.append(other), InvalidArgument);
 }
+
+TEST_CASE("aux targets from tokens agree with the optimal-action labels, in every symmetry", "[dataset]") {
+  for (Encoding enc : {Encoding::Seed, Encoding::Marked}) {
+    GenerateOptions o = small_options(7, 30, LabelMode::AllCells, true);
+    o.encoding = enc;
+    const Dataset ds = generate_dataset(o);
+    const int n = 7;
+    DistanceWorkspace ws;
+    std::vector<std::uint16_t> d(static_cast<std::size_t>(n * n));
+    for (std::size_t i = 0; i < ds.size(); ++i) {
+      const std::uint8_t* tok = ds.sample_tokens(i);
+      state_goal_distances(n, tok, ws, d.data());
+      const Pos cur = decode_pos(tok, n, 0), goal = decode_pos(tok, n, 1);
+      const auto at = [&](Pos p) { return d[static_cast<std::size_t>(p.row * n + p.col)]; };
+      REQUIRE(at(goal) == 0);
+      REQUIRE(at(cur) != nn::kNoTarget);
+      REQUIRE(at(cur) > 0);
+      // An action is optimal exactly when it steps to a cell one closer to the goal.
+      for (int a = 0; a < 4; ++a) {
+        const Pos q = step(cur, static_cast<Action>(a));
+        const bool closer = detail::on_map(n, q) && at(q) != nn::kNoTarget && at(q) + 1 == at(cur);
+        REQUIRE(closer == ((ds.mask[i] >> a & 1) != 0));
+      }
+      for (int c = 0; c < n * n; ++c)
+        if (tok[c] == kTokenObstacle) REQUIRE(d[static_cast<std::size_t>(c)] == nn::kNoTarget);
+    }
+  }
+}

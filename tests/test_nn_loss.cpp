@@ -66,3 +66,24 @@ TEST_CASE("masked cross-entropy rejects empty and out-of-range masks", "[nn][los
   CHECK_THROWS_AS(nn::masked_cross_entropy<double>(z, &beyond, nullptr, 1.0, nullptr), InvalidArgument);
   CHECK_THROWS_AS(nn::label_mask(9), InvalidArgument);
 }
+
+TEST_CASE("masked squared error: value by hand, per-sample mean over targets, gradient", "[nn][loss]") {
+  // Two samples of three entries, stored entry-major (entry j of sample i at j * 2 + i), as the
+  // TRM's token-major rows are.
+  std::vector<double> y{0.5, -1.0, 2.0, 0.0, 0.25, 3.0};
+  const std::uint16_t none = nn::kNoTarget;
+  const std::vector<std::uint16_t> t{1, none, 4,   // sample 0: entries 0 and 2 have targets
+                                     none, none, none};  // sample 1: none at all
+  const double scale = 0.5;
+  // sample 0: ((0.5 - 0.5)^2 + (0.25 - 2)^2) / 2; sample 1 contributes nothing.
+  const double expect = (0.0 + 1.75 * 1.75) / 2.0;
+  CHECK(nn::masked_mse<double>(y.data(), 1, 2, t.data(), 2, 3, scale, 1.0, nullptr) == Approx(expect).epsilon(1e-15));
+  std::vector<double> dy(y.size(), 0.125);  // pre-filled: the gradient is added
+  nn::masked_mse<double>(y.data(), 1, 2, t.data(), 2, 3, scale, 3.0, dy.data());
+  const auto objective = [&] { return 3.0 * nn::masked_mse<double>(y.data(), 1, 2, t.data(), 2, 3, scale, 1.0, nullptr); };
+  for (double& v : dy) v -= 0.125;
+  CHECK(gradcheck::check_entries("masked_mse d/dy", y.data(), dy.data(), y.size(), objective) == 0);
+  CHECK(dy[1] == 0.0);  // no target: no gradient
+  CHECK(dy[3] == 0.0);
+  CHECK(dy[4] != 0.0);
+}

@@ -121,7 +121,8 @@ TEST_CASE("TrmConfig rejects values outside their domain", "[trm]") {
            [](TrmConfig& c) { c.grid_size = 0; }, [](TrmConfig& c) { c.dim = 1; },
            [](TrmConfig& c) { c.depth = 0; }, [](TrmConfig& c) { c.recursion = 0; },
            [](TrmConfig& c) { c.dropout = 1.0; }, [](TrmConfig& c) { c.dropout = -0.1; },
-           [](TrmConfig& c) { c.grad_last_k = 9; }, [](TrmConfig& c) { c.grad_last_k = -1; }}) {
+           [](TrmConfig& c) { c.grad_last_k = 9; }, [](TrmConfig& c) { c.grad_last_k = -1; },
+           [](TrmConfig& c) { c.aux_distance = -1.0; }, [](TrmConfig& c) { c.aux_distance = std::nan(""); }}) {
     TrmConfig c;
     f(c);
     CHECK_THROWS_AS(c.validate(), InvalidArgument);
@@ -190,6 +191,60 @@ TEST_CASE("the whole model, recursion 3, dropout off: every parameter's gradient
   }
   CHECK(fails == 0);
   CHECK(g[0].cwiseAbs().maxCoeff() > 0);  // the embedding is reached
+}
+
+TEST_CASE("the aux distance head: whole-model gradients of action loss + aux loss", "[trm][gradcheck]") {
+  TrmConfig c = tiny_config(3);
+  c.aux_distance = 0.7;
+  Trm<double> m(c);
+  m.init(41);
+  const std::size_t plain = Trm<double>(tiny_config(3)).num_params();
+  CHECK(m.num_params() == plain + static_cast<std::size_t>(c.dim) + 1);  // Linear(dim, 1)
+  const int batch = 5, cells = c.grid_size * c.grid_size;
+  const Batch b = random_batch(c, batch, 42);
+  // Distances 0..5, some cells without a target, one sample with none at all.
+  Rng rng(43);
+  std::vector<std::uint16_t> targets(static_cast<std::size_t>(batch) * cells);
+  for (auto& t : targets) t = rng.below(4) == 0 ? nn::kNoTarget : static_cast<std::uint16_t>(rng.below(6));
+  for (int j = 0; j < cells; ++j) targets[static_cast<std::size_t>(3 * cells + j)] = nn::kNoTarget;
+  TrmTrainer<double> tr(m, 1, 2);
+  m.for_each_param([](ParamD& p) { p.grad.setConstant(gradcheck::kPrefill); });
+  const StepStats st = tr.loss_and_grad(b.tokens.data(), b.masks.data(), b.weights.data(), batch, 0, false,
+                                        targets.data());
+  CHECK(st.aux_loss > 0);
+  CHECK(st.loss == Approx(tr.evaluate(b.tokens.data(), b.masks.data(), b.weights.data(), batch).loss));
+  std::vector<MatD> g;
+  m.for_each_param([&](ParamD& p) { g.push_back(p.grad.array() - gradcheck::kPrefill); });
+  TrmTrainer<double> probe(m, 1, 2);
+  const auto f = [&]() {
+    const StepStats s2 = probe.loss_and_grad(b.tokens.data(), b.masks.data(), b.weights.data(), batch, 0, false,
+                                             targets.data());
+    return s2.loss + s2.aux_loss;
+  };
+  gradcheck::Options opt;
+  opt.max_entries = 40;
+  int fails = 0;
+  std::size_t slot = 0;
+  for (ParamD* p : params_of(m)) {
+    fails += gradcheck::check_entries("trm+aux d/d" + p->name, p->value.data(), g[slot].data(),
+                                      static_cast<std::size_t>(p->value.size()), f, opt);
+    ++slot;
+  }
+  CHECK(fails == 0);
+  CHECK(g.back().cwiseAbs().maxCoeff() > 0);  // the aux bias learns
+  // The aux head leaves the action logits alone: same weights without it, same logits.
+  Trm<double> bare(tiny_config(3));
+  std::vector<ParamD*> dst = params_of(bare);
+  std::size_t i = 0;
+  m.for_each_param([&](const ParamD& p) {
+    if (i < dst.size()) dst[i]->value = p.value;
+    ++i;
+  });
+  TrmTrainer<double> tb(bare, 1, 2), ta(m, 1, 2);
+  MatD la, lb;
+  ta.logits(b.tokens.data(), batch, la);
+  tb.logits(b.tokens.data(), batch, lb);
+  CHECK((la - lb).cwiseAbs().maxCoeff() == 0.0);
 }
 
 TEST_CASE("dropout on: gradients match finite differences under the same seeded masks", "[trm][gradcheck]") {

@@ -23,18 +23,20 @@
 namespace nanonav {
 
 /// The newest format this code reads and writes. Version 2 = a config that version-1 readers
-/// would misread (input_injection on); other checkpoints are still written as version 1 so
-/// that older nanonav builds keep reading them.
+/// would misread (input_injection on, or an aux head whose tensors they would not resume);
+/// other checkpoints are still written as version 1 so that older nanonav builds keep reading
+/// them.
 inline constexpr int kCheckpointFormatVersion = 2;
 
 /// The lowest format version that describes `c` faithfully.
-inline int checkpoint_version_for(const TrmConfig& c) noexcept { return c.input_injection ? 2 : 1; }
+inline int checkpoint_version_for(const TrmConfig& c) noexcept { return c.input_injection || c.has_aux() ? 2 : 1; }
 inline constexpr const char* kCheckpointFormat = "nanonav-checkpoint";
 
 inline nlohmann::json to_json(const TrmConfig& c) {
   return {{"grid_size", c.grid_size}, {"dim", c.dim},         {"depth", c.depth},
           {"recursion", c.recursion}, {"dropout", c.dropout}, {"grad_last_k", c.grad_last_k},
-          {"encoding", to_string(c.encoding)}, {"input_injection", c.input_injection}};
+          {"encoding", to_string(c.encoding)}, {"input_injection", c.input_injection},
+          {"aux_distance", c.aux_distance}};
 }
 
 /// Parses a config written by to_json; throws InvalidArgument naming the bad field.
@@ -51,6 +53,8 @@ inline TrmConfig trm_config_from_json(const nlohmann::json& j) {
     if (j.contains("encoding")) c.encoding = parse_encoding(j.at("encoding").get<std::string>());
     // ... and no input injection (the seed's model).
     if (j.contains("input_injection")) c.input_injection = j.at("input_injection").get<bool>();
+    // ... and no aux head.
+    if (j.contains("aux_distance")) c.aux_distance = j.at("aux_distance").get<double>();
   } catch (const nlohmann::json::exception& e) {
     throw InvalidArgument(std::string("model config: ") + e.what());
   }

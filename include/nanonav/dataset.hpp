@@ -36,6 +36,7 @@
 #include "errors.hpp"
 #include "grid.hpp"
 #include "map_gen.hpp"
+#include "nn/loss.hpp"
 #include "version.hpp"
 
 namespace nanonav {
@@ -401,6 +402,27 @@ inline void gather_batch(const Dataset& ds, const std::uint32_t* idx, std::size_
     if (action_out) action_out[k] = ds.action[i];
     if (mask_out) mask_out[k] = ds.mask[i];
   }
+}
+
+/// Scratch for state_goal_distances (reused across calls).
+struct DistanceWorkspace {
+  Grid grid;
+  std::vector<std::int32_t> dist;
+};
+
+/// The aux-loss targets of one encoded state (tokens_per_state(n) tokens, either encoding):
+/// out[r * n + c] = cell (r, c)'s 4-connected BFS distance to the encoded goal, nn::kNoTarget
+/// for obstacles and cells that cannot reach it. Read from the tokens alone, so it holds for
+/// any symmetry of a map. Throws SearchError when the encoded goal is on an obstacle.
+inline void state_goal_distances(int n, const std::uint8_t* tokens, DistanceWorkspace& ws,
+                                 std::uint16_t* out) {
+  if (ws.grid.width() != n || ws.grid.height() != n) ws.grid = Grid(n, n);
+  for (int r = 0; r < n; ++r)
+    for (int c = 0; c < n; ++c) ws.grid.set_blocked({r, c}, tokens[r * n + c] == kTokenObstacle);
+  goal_distances(ws.grid, detail::encoded_pos(n, tokens, 2), ws.dist);
+  for (int i = 0; i < n * n; ++i)
+    out[i] = ws.dist[static_cast<std::size_t>(i)] < 0 ? nn::kNoTarget
+                                                      : static_cast<std::uint16_t>(ws.dist[static_cast<std::size_t>(i)]);
 }
 
 // ---- files --------------------------------------------------------------------------------

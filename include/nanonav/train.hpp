@@ -244,6 +244,11 @@ class Trainer {
     TrmTrainer<float> trainer(model_, opt_.threads);
     const std::size_t T = train_.seq_len();
     std::vector<std::uint8_t> tokens(static_cast<std::size_t>(opt_.batch_size) * T), masks(opt_.batch_size);
+    // With an aux head: every sample's distance-to-goal field, derived from its tokens.
+    const int n = model_.config().grid_size, cells = n * n;
+    const bool aux = model_.config().has_aux();
+    std::vector<std::uint16_t> aux_targets(aux ? static_cast<std::size_t>(opt_.batch_size) * cells : 0);
+    DistanceWorkspace dws;
     std::vector<std::uint32_t> order;
     const auto t_start = std::chrono::steady_clock::now();
     const auto since = [](std::chrono::steady_clock::time_point t) {
@@ -261,11 +266,13 @@ class Trainer {
           const std::uint32_t k = order[b0 + i];
           std::copy_n(train_.sample_tokens(k), T, tokens.data() + static_cast<std::size_t>(i) * T);
           masks[i] = opt_.mask_labels ? train_.mask[k] : nn::label_mask(train_.action[k]);
+          if (aux)
+            state_goal_distances(n, train_.sample_tokens(k), dws, aux_targets.data() + static_cast<std::size_t>(i) * cells);
         }
         model_.zero_grad();
         const StepStats st = trainer.loss_and_grad(tokens.data(), masks.data(), nullptr, m,
                                                    opt_.seed ^ (0xD1B54A32D192ED03ull * static_cast<std::uint64_t>(step_ + 1)),
-                                                   true);
+                                                   true, aux ? aux_targets.data() : nullptr);
         if (opt_.clip > 0) nn::clip_grad_norm(model_, opt_.clip);
         lr_ = nn::cosine_lr(opt_.lr, static_cast<int>(step_), static_cast<int>(total_steps_),
                             opt_.warmup_steps, opt_.min_lr);

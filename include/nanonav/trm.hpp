@@ -53,7 +53,13 @@ struct TrmConfig {
   /// Applications 2..R read x + embedding instead of x (as the official TRM re-injects its
   /// input each recursion; the seed does not). No extra parameters.
   bool input_injection = false;
+  /// Weight of an auxiliary training loss (not in the seed; 0 = off): a per-cell head
+  /// Linear(dim, 1) on the network output regresses every reachable cell's BFS distance to
+  /// the goal, divided by N (squared error, averaged over the sample's reachable cells). Only
+  /// training reads the head; the action logits do not depend on it.
+  double aux_distance = 0.0;
 
+  bool has_aux() const noexcept { return aux_distance > 0.0; }
   /// T = N*N + 4 (the cells, then start row, start col, goal row, goal col).
   int tokens() const noexcept { return grid_size * grid_size + 4; }
   /// 3 + N (0 unused, 1 free, 2 blocked, 3 + coordinate), plus 11 cell markers with
@@ -76,6 +82,8 @@ struct TrmConfig {
     if (!(dropout >= 0.0 && dropout < 1.0)) bad("dropout must be in [0, 1), got " + std::to_string(dropout));
     if (grad_last_k < 0 || grad_last_k > recursion)
       bad("grad_last_k must be in [0, recursion], got " + std::to_string(grad_last_k));
+    if (!(aux_distance >= 0.0 && aux_distance <= 1000.0))
+      bad("aux_distance must be in [0, 1000], got " + std::to_string(aux_distance));
   }
 };
 
@@ -133,6 +141,7 @@ class Trm {
     head_norm = nn::LayerNorm<S>("head.norm", d, true);
     head_w1 = nn::Linear<S>("head.w1", d, d);
     head_w2 = nn::Linear<S>("head.w2", d, kNumActions);
+    if (cfg_.has_aux()) aux_head = nn::Linear<S>("aux.distance", d, 1);
   }
 
   /// PyTorch-default initialisation (Embedding N(0,1); Linear U(+-1/sqrt(fan_in)); norms 1, 0)
@@ -152,11 +161,12 @@ class Trm {
     head_norm.init(rng);
     head_w1.init(rng);
     head_w2.init(rng);
+    if (cfg_.has_aux()) aux_head.init(rng);  // last: the other parameters do not depend on it
     zero_grad();
   }
 
-  /// Visits every parameter in a fixed order (embed, blocks 0.., norm, head): the slot order of
-  /// the optimiser state and of checkpoints.
+  /// Visits every parameter in a fixed order (embed, blocks 0.., norm, head, then the aux head
+  /// when there is one): the slot order of the optimiser state and of checkpoints.
   template <class F>
   void for_each_param(F&& f) {
     embed.for_each_param(f);
@@ -165,6 +175,7 @@ class Trm {
     head_norm.for_each_param(f);
     head_w1.for_each_param(f);
     head_w2.for_each_param(f);
+    if (cfg_.has_aux()) aux_head.for_each_param(f);
   }
   template <class F>
   void for_each_param(F&& f) const {
@@ -174,6 +185,7 @@ class Trm {
     head_norm.for_each_param(f);
     head_w1.for_each_param(f);
     head_w2.for_each_param(f);
+    if (cfg_.has_aux()) aux_head.for_each_param(f);
   }
 
   /// The number of trainable scalars (84 301 for dim 64, depth 2 on 8x8).
@@ -206,6 +218,7 @@ class Trm {
   nn::LayerNorm<S> norm;  // the network's final norm, no bias
   nn::LayerNorm<S> head_norm;
   nn::Linear<S> head_w1, head_w2;
+  nn::Linear<S> aux_head;  // (1, dim) + (1) when config().has_aux(); empty otherwise
 
  private:
   TrmConfig cfg_;
@@ -275,9 +288,11 @@ class TrmWorkspace {
   /// Sizes the buffers for `chunk` samples and `cached` applications with caches.
   void ensure(const TrmConfig& c, int chunk, int cached, bool masks) {
     if (chunk == chunk_ && cached == cached_ && masks == masks_ && c.dim == dim_ &&
-        c.tokens() == tokens_ && c.depth == depth_ && c.input_injection == inject_)
+        c.tokens() == tokens_ && c.depth == depth_ && c.input_injection == inject_ &&
+        c.has_aux() == aux_)
       return;
     inject_ = c.input_injection;
+    aux_ = c.has_aux();
     chunk_ = chunk;
     cached_ = cached;
     masks_ = masks;
@@ -294,6 +309,10 @@ class TrmWorkspace {
     if (c.input_injection) {
       emb.resize(m, dim_);
       demb.resize(m, dim_);
+    }
+    if (aux_) {
+      aux_pred.resize(static_cast<Eigen::Index>(c.grid_size) * c.grid_size * chunk, 1);
+      daux.resize(aux_pred.rows(), 1);
     }
     pooled.resize(chunk, dim_);
     h0.resize(chunk, dim_);
@@ -323,10 +342,11 @@ class TrmWorkspace {
   std::vector<std::uint8_t> mh0, mh1;            // head dropout masks
   nn::Mat<S> dx, dx2, dz, dn, dg1, dg2, dlogits, dh, dh2;  // gradient scratch
   nn::Mat<S> emb, demb;  // (T*C, dim) with input injection: the embedding and its gradient
+  nn::Mat<S> aux_pred, daux;  // (N*N*C, 1) with the aux head: its predictions and their gradient
 
  private:
   int chunk_ = -1, cached_ = -1, dim_ = -1, tokens_ = -1, depth_ = -1;
-  bool masks_ = false, inject_ = false;
+  bool masks_ = false, inject_ = false, aux_ = false;
 };
 
 namespace detail {
@@ -574,10 +594,28 @@ inline const nn::Mat<S>& forward_chunk(const Trm<S>& model, const std::uint8_t* 
   return out;
 }
 
-/// Backward of forward_chunk from ws.dlogits (dL/dlogits); adds into the model's grads.
+/// The aux head on the cell rows of the network output `out` (T*C, dim; the first N*N*C rows
+/// are the cells, token-major) -> ws.aux_pred; then the aux loss against targets (C, N*N)
+/// sample-major (nn::kNoTarget where none), weighted by aux_distance and scaled by grad_scale
+/// into ws.daux (zeroed first). Returns Σ over the micro-batch of aux_distance * ℓ_i.
+template <class S>
+inline double aux_forward(const Trm<S>& model, int chunk, const nn::Mat<S>& out,
+                          const std::uint16_t* targets, double grad_scale, TrmWorkspace<S>& ws) {
+  const TrmConfig& c = model.config();
+  const int g = c.grid_size * c.grid_size;
+  const Eigen::Index cells = static_cast<Eigen::Index>(g) * chunk;
+  model.aux_head.forward(out.topRows(cells), ws.aux_pred);
+  ws.daux.setZero();
+  const double w = c.aux_distance;
+  return w * nn::masked_mse<S>(ws.aux_pred.data(), 1, chunk, targets, chunk, g, 1.0 / c.grid_size,
+                               w * grad_scale, ws.daux.data());
+}
+
+/// Backward of forward_chunk from ws.dlogits (dL/dlogits), and with `aux` also from ws.daux
+/// (dL/d of the aux head's predictions, made by aux_forward); adds into the model's grads.
 template <class S>
 inline void backward_chunk(Trm<S>& model, int chunk, int cached, const TrmDropout& dr,
-                           TrmWorkspace<S>& ws) {
+                           TrmWorkspace<S>& ws, bool aux = false) {
   const TrmConfig& c = model.config();
   const int R = c.recursion, L = c.depth, T = c.tokens();
   const S scale = static_cast<S>(1.0 / (1.0 - dr.p));
@@ -594,6 +632,11 @@ inline void backward_chunk(Trm<S>& model, int chunk, int cached, const TrmDropou
   model.head_norm.backward(ws.pooled, ws.dh, ws.dh2);
   ws.dx2.setZero();
   nn::mean_pool_backward<S>(ws.dh2, chunk, T, nn::TokenOrder::TokenMajor, ws.dx2);  // dL/d(out)
+  if (aux) {  // the cell rows of the output also feed the aux head
+    NANONAV_ASSERT(cached > 0);
+    const Eigen::Index cells = ws.daux.rows();
+    model.aux_head.backward(ws.states.back().topRows(cells), ws.daux, ws.dx2.topRows(cells));
+  }
   // applications, last first
   const bool inject = c.input_injection;
   if (inject) ws.demb.setZero();
@@ -671,6 +714,7 @@ inline void trm_logits(const Trm<S>& model, const std::uint8_t* tokens, int batc
 /// The result of one training (or evaluation) pass over a batch.
 struct StepStats {
   double loss = 0.0;  ///< mean over the batch of w_i * ℓ_i
+  double aux_loss = 0.0;  ///< with aux targets: mean over the batch of aux_distance * ℓ_aux,i
   int correct = 0;    ///< samples whose argmax logit is an optimal action
   int count = 0;      ///< samples
 };
@@ -696,17 +740,19 @@ class TrmTrainer {
 
   /// Mean loss over the batch; adds d(mean loss)/dθ into the model's grads (the caller zeroes
   /// them). masks[i]: bit a set when action a is optimal for sample i; weights may be null.
-  /// Dropout (when train and p > 0) is drawn from dropout_seed per sample.
+  /// Dropout (when train and p > 0) is drawn from dropout_seed per sample. With aux_targets
+  /// (batch, N*N) distances to the goal (nn::kNoTarget where none; the model must have the aux
+  /// head), the aux loss is added to the objective and reported apart in aux_loss.
   StepStats loss_and_grad(const std::uint8_t* tokens, const std::uint8_t* masks,
                           const float* weights, int batch, std::uint64_t dropout_seed,
-                          bool train = true) {
-    return run(tokens, masks, weights, batch, dropout_seed, train, true);
+                          bool train = true, const std::uint16_t* aux_targets = nullptr) {
+    return run(tokens, masks, weights, batch, dropout_seed, train, true, aux_targets);
   }
 
   /// Loss and accuracy without gradients (evaluation mode unless train).
   StepStats evaluate(const std::uint8_t* tokens, const std::uint8_t* masks, const float* weights,
                      int batch) {
-    return run(tokens, masks, weights, batch, 0, false, false);
+    return run(tokens, masks, weights, batch, 0, false, false, nullptr);
   }
 
   /// Evaluation-mode logits (batch, 5), in parallel over micro-batches.
@@ -741,8 +787,9 @@ class TrmTrainer {
   }
 
   StepStats run(const std::uint8_t* tokens, const std::uint8_t* masks, const float* weights,
-                int batch, std::uint64_t seed, bool train, bool grad) {
+                int batch, std::uint64_t seed, bool train, bool grad, const std::uint16_t* aux) {
     NANONAV_ASSERT(batch > 0);
+    NANONAV_ASSERT(aux == nullptr || (grad && model_.config().has_aux()));
     sync_replicas();
     const TrmConfig& c = model_.config();
     const int T = c.tokens();
@@ -756,6 +803,7 @@ class TrmTrainer {
       }
     }
     if (static_cast<int>(sums_.size()) < nchunks) sums_.resize(static_cast<std::size_t>(nchunks));
+    if (static_cast<int>(aux_sums_.size()) < nchunks) aux_sums_.resize(static_cast<std::size_t>(nchunks));
     const double inv_batch = 1.0 / batch;
     detail::for_each_chunk(batch, chunk_, threads_, [&](int b0, int b1, int th) {
       const int n = b1 - b0;
@@ -767,7 +815,11 @@ class TrmTrainer {
       dr.seed = seed;
       dr.first_sample = b0;
       ws.ensure(c, n, cached, dr.active);
-      detail::forward_chunk(rep, tokens + static_cast<std::size_t>(b0) * T, n, cached, dr, ws);
+      const nn::Mat<S>& out = detail::forward_chunk(rep, tokens + static_cast<std::size_t>(b0) * T, n, cached, dr, ws);
+      aux_sums_[static_cast<std::size_t>(b0 / chunk_)] =
+          aux ? detail::aux_forward(rep, n, out, aux + static_cast<std::size_t>(b0) * c.grid_size * c.grid_size,
+                                    inv_batch, ws)
+              : 0.0;
       nn::Mat<S>* dl = nullptr;
       if (grad) {
         ws.dlogits.setZero();
@@ -777,7 +829,7 @@ class TrmTrainer {
           ws.logits, masks + b0, weights ? weights + b0 : nullptr, inv_batch, dl);
       if (!grad) return;
       rep.zero_grad();
-      detail::backward_chunk(rep, n, cached, dr, ws);
+      detail::backward_chunk(rep, n, cached, dr, ws, aux != nullptr);
       std::size_t i = 0;
       auto& g = chunk_grads_[static_cast<std::size_t>(b0 / chunk_)];
       rep.for_each_param([&](const nn::Param<S>& p) { g[i++] = p.grad; });
@@ -787,8 +839,10 @@ class TrmTrainer {
     for (int i = 0; i < nchunks; ++i) {
       st.loss += sums_[static_cast<std::size_t>(i)].weighted_loss;
       st.correct += sums_[static_cast<std::size_t>(i)].correct;
+      st.aux_loss += aux_sums_[static_cast<std::size_t>(i)];
     }
     st.loss *= inv_batch;
+    st.aux_loss *= inv_batch;
     if (grad)
       for (int i = 0; i < nchunks; ++i) {
         std::size_t j = 0;
@@ -805,6 +859,7 @@ class TrmTrainer {
   std::vector<TrmWorkspace<S>> ws_;         // one per thread
   std::vector<std::vector<nn::Mat<S>>> chunk_grads_;  // one per micro-batch, slot order
   std::vector<nn::LossSums> sums_;
+  std::vector<double> aux_sums_;  // Σ aux_distance * ℓ_aux per micro-batch
 };
 
 }  // namespace nanonav

@@ -68,4 +68,36 @@ inline LossSums masked_cross_entropy(const Eigen::Ref<const Mat<S>>& logits,
   return out;
 }
 
+/// The "no target" value of masked_mse's targets.
+inline constexpr std::uint16_t kNoTarget = 0xFFFF;
+
+/// Squared error against integer targets scaled by `target_scale`, averaged per sample over
+/// the entries that have a target. Sample i (of n) has g predictions y[i * sample_stride +
+/// j * entry_stride] and targets t[i * g + j] (kNoTarget: none); ℓ_i = (1/|V_i|) Σ_{j ∈ V_i}
+/// (y_ij - target_scale t_ij)², 0 when V_i is empty. Returns Σ_i ℓ_i; if `dy` is not null (same
+/// layout as y), adds grad_scale * dℓ_i/dy_ij into it.
+template <class S>
+inline double masked_mse(const S* y, Eigen::Index sample_stride, Eigen::Index entry_stride,
+                         const std::uint16_t* t, int n, int g, double target_scale,
+                         double grad_scale, S* dy) {
+  double total = 0.0;
+  for (int i = 0; i < n; ++i) {
+    const std::uint16_t* ti = t + static_cast<std::ptrdiff_t>(i) * g;
+    int count = 0;
+    for (int j = 0; j < g; ++j) count += ti[j] != kNoTarget;
+    if (count == 0) continue;
+    double sum = 0.0;
+    const double inv = 1.0 / count;
+    for (int j = 0; j < g; ++j) {
+      if (ti[j] == kNoTarget) continue;
+      const Eigen::Index k = i * sample_stride + j * entry_stride;
+      const double e = static_cast<double>(y[k]) - target_scale * ti[j];
+      sum += e * e;
+      if (dy) dy[k] += static_cast<S>(grad_scale * 2.0 * e * inv);
+    }
+    total += sum * inv;
+  }
+  return total;
+}
+
 }  // namespace nanonav::nn
