@@ -61,6 +61,9 @@ int main(int argc, char** argv) try {
       ("threads", "OpenMP threads", cxxopts::value<int>()->default_value("2"))
       ("seed", "seed of initialisation, shuffling and dropout", cxxopts::value<std::uint64_t>()->default_value("0"))
       ("time-limit", "stop after this many minutes (saves last; 0: none)", cxxopts::value<double>()->default_value("0"))
+      ("time-budget", "fit the whole run (schedule and final validation) into this many minutes: the speed of the first 100 steps fixes the step count (0: off)",
+       cxxopts::value<double>()->default_value("0"))
+      ("steps", "the run's length in steps, schedule included (0: all epochs); replays a --time-budget run", cxxopts::value<std::int64_t>()->default_value("0"))
       ("resume", "continue from this `last` checkpoint", cxxopts::value<std::string>())
       ("h,help", "show this help");
   const auto args = options.parse(argc, argv);
@@ -96,6 +99,8 @@ int main(int argc, char** argv) try {
   o.threads = args["threads"].as<int>();
   o.seed = args["seed"].as<std::uint64_t>();
   o.time_limit_seconds = 60.0 * args["time-limit"].as<double>();
+  o.time_budget_seconds = 60.0 * args["time-budget"].as<double>();
+  o.total_steps = args["steps"].as<std::int64_t>();
   o.checkpoint_dir = args["checkpoint-dir"].as<std::string>();
   o.mask_labels = mode == "mask";
 
@@ -107,9 +112,10 @@ int main(int argc, char** argv) try {
               to_string(o.model.encoding), o.model.dim, o.model.depth, o.model.recursion,
               o.model.input_injection ? " with input injection" : "", o.model.grad_last_k, o.model.dropout,
               o.model.aux_distance, trainer.model().num_params());
-  std::printf("training: batch %d, lr %g (cosine to %g, warm-up %d), wd %g, clip %g, labels %s, %d threads, %lld steps/epoch\n",
+  std::printf("training: batch %d, lr %g (cosine to %g, warm-up %d), wd %g, clip %g, labels %s, %d threads, %lld steps/epoch, %lld steps%s\n",
               o.batch_size, o.lr, o.min_lr, o.warmup_steps, o.weight_decay, o.clip, mode.c_str(), o.threads,
-              static_cast<long long>(trainer.batches_per_epoch()));
+              static_cast<long long>(trainer.batches_per_epoch()), static_cast<long long>(trainer.total_steps()),
+              o.time_budget_seconds > 0 ? " at most (time budget)" : "");
   std::fflush(stdout);
 
   std::signal(SIGINT, on_sigint);
@@ -117,9 +123,23 @@ int main(int argc, char** argv) try {
   // Without a terminal (logs, CI) a plain progress line every 30 s replaces the bar.
   const bool tty = detail::stderr_is_terminal();
   auto last_line = std::chrono::steady_clock::now();
+  bool plan_shown = false;
   const StopReason why = trainer.run(
       &g_stop,
       [&](const TrainProgress& p) {
+        if (o.time_budget_seconds > 0 && trainer.budget_planned() && !plan_shown) {
+          plan_shown = true;
+          bar.finish();
+          std::printf("time budget %.1f min: %.0f samples/s over the first %lld steps, so the run is %lld steps "
+                      "(%.1f%% of the data; replay it with --steps %lld)\n",
+                      o.time_budget_seconds / 60.0, p.samples_per_second,
+                      static_cast<long long>(TrainOptions::kBudgetProbeSteps),
+                      static_cast<long long>(trainer.total_steps()),
+                      100.0 * static_cast<double>(trainer.total_steps()) /
+                          static_cast<double>(trainer.batches_per_epoch() * o.epochs),
+                      static_cast<long long>(trainer.total_steps()));
+          std::fflush(stdout);
+        }
         if (!tty) {
           const auto now = std::chrono::steady_clock::now();
           if (now - last_line >= std::chrono::seconds(30)) {

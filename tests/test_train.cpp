@@ -160,3 +160,65 @@ TEST_CASE("bad options and mismatched data are refused", "[train]") {
   Trainer v(o, tiny_data(true), tiny_data(false));
   CHECK_THROWS_AS(v.resume(t.best_path()), FormatError);
 }
+
+TEST_CASE("total_steps ends the run inside an epoch, validated, and a resume continues it exactly", "[train]") {
+  TrainOptions o = tiny_options("train_total");
+  Trainer probe(o, tiny_data(true), tiny_data(false));
+  const std::int64_t per_epoch = probe.batches_per_epoch();
+  REQUIRE(per_epoch > 6);
+  o.total_steps = per_epoch + 5;  // one epoch and five batches of the second
+  Trainer t(o, tiny_data(true), tiny_data(false));
+  CHECK(t.total_steps() == per_epoch + 5);
+  CHECK(t.run() == StopReason::Finished);
+  CHECK(t.step() == per_epoch + 5);
+  REQUIRE(t.history().size() == 2);  // the partial second epoch is validated and logged
+  CHECK(std::filesystem::exists(t.best_path()));
+  CHECK(t.history().back().lr == Approx(nn::cosine_lr(o.lr, static_cast<int>(per_epoch + 4), static_cast<int>(per_epoch + 5))));
+
+  TrainOptions o2 = o;
+  o2.checkpoint_dir += "_split";
+  std::filesystem::remove_all(o2.checkpoint_dir);
+  o2.max_steps = per_epoch + 2;
+  {
+    Trainer a(o2, tiny_data(true), tiny_data(false));
+    CHECK(a.run() == StopReason::StepLimit);
+  }
+  o2.max_steps = 0;
+  Trainer b(o2, tiny_data(true), tiny_data(false));
+  b.resume(b.last_path());
+  CHECK(b.run() == StopReason::Finished);
+  CHECK(flat(b.model()) == flat(t.model()));
+  // Resuming with another length is refused.
+  TrainOptions o3 = o2;
+  o3.total_steps = per_epoch + 6;
+  Trainer c(o3, tiny_data(true), tiny_data(false));
+  CHECK_THROWS_AS(c.resume(b.last_path()), InvalidArgument);
+}
+
+TEST_CASE("a time budget fixes the step count after the probe; that count replays the run", "[train]") {
+  TrainOptions o = tiny_options("train_budget");
+  o.epochs = 40;
+  o.warmup_steps = static_cast<int>(TrainOptions::kBudgetProbeSteps);  // the probe lies inside the warm-up
+  o.time_budget_seconds = 0.3;
+  Trainer t(o, tiny_data(true), tiny_data(false));
+  const std::int64_t full = t.total_steps();
+  CHECK_FALSE(t.budget_planned());
+  CHECK(t.run() == StopReason::Finished);
+  CHECK(t.budget_planned());
+  CHECK(t.total_steps() >= TrainOptions::kBudgetProbeSteps);
+  CHECK(t.total_steps() <= full);
+  CHECK(t.step() == t.total_steps());
+  CHECK(std::filesystem::exists(t.best_path()));
+  TrainOptions r = o;
+  r.time_budget_seconds = 0;
+  r.total_steps = t.total_steps();
+  r.checkpoint_dir += "_replay";
+  std::filesystem::remove_all(r.checkpoint_dir);
+  Trainer replay(r, tiny_data(true), tiny_data(false));
+  CHECK(replay.run() == StopReason::Finished);
+  CHECK(flat(replay.model()) == flat(t.model()));
+  // Both at once is a usage error.
+  TrainOptions both = o;
+  both.total_steps = 10;
+  CHECK_THROWS_AS(both.validate(), InvalidArgument);
+}

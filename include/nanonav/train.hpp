@@ -46,6 +46,16 @@ struct TrainOptions {
   std::string checkpoint_dir = "checkpoints";
   double time_limit_seconds = 0;  ///< stop (and save `last`) after this long; 0: no limit
   std::int64_t max_steps = 0;     ///< stop (and save `last`) after this global step; 0: none
+  /// The run's length in optimiser steps, schedule included (0: epochs x steps per epoch; at
+  /// most that). A run that ends inside an epoch validates that partial epoch like a whole one.
+  std::int64_t total_steps = 0;
+  /// Fit the whole run, schedule and final validation included, into this much wall time
+  /// (0: off). After the first kBudgetProbeSteps steps the measured speed fixes total_steps
+  /// (reported by Trainer::total_steps(); passing it as total_steps replays the run exactly
+  /// when the warm-up is at least as long as the probe, since the warm-up does not depend on
+  /// the schedule's length).
+  double time_budget_seconds = 0;
+  static constexpr std::int64_t kBudgetProbeSteps = 100;
 
   /// Throws InvalidArgument naming the first bad field.
   void validate() const {
@@ -60,6 +70,9 @@ struct TrainOptions {
     if (!(clip >= 0)) bad("clip must be >= 0");
     if (threads < 1 || threads > 256) bad("threads must be in 1..256");
     if (!(time_limit_seconds >= 0)) bad("time limit must be >= 0");
+    if (total_steps < 0) bad("total steps must be >= 0");
+    if (!(time_budget_seconds >= 0)) bad("time budget must be >= 0");
+    if (total_steps > 0 && time_budget_seconds > 0) bad("give a total step count or a time budget, not both");
   }
 };
 
@@ -202,6 +215,7 @@ class Trainer {
     model_.init(opt_.seed);
     batches_ = static_cast<std::int64_t>((train_.size() + opt_.batch_size - 1) / opt_.batch_size);
     total_steps_ = batches_ * opt_.epochs;
+    if (opt_.total_steps > 0) total_steps_ = std::min(total_steps_, opt_.total_steps);
   }
 
   /// Continues from a `last` checkpoint written by this trainer with the same options.
@@ -214,6 +228,12 @@ class Trainer {
         throw InvalidArgument("--resume: " + path +
                               " was written with another seed, dataset size, batch size or epoch count; "
                               "resume with the same flags as the run that wrote it");
+      if (s.value("total_steps", batches_ * opt_.epochs) != total_steps_ && opt_.time_budget_seconds <= 0)
+        throw InvalidArgument("--resume: " + path + " was written by a run of " +
+                              std::to_string(s.value("total_steps", batches_ * opt_.epochs)) + " steps, not " +
+                              std::to_string(total_steps_) + "; resume with the same flags as the run that wrote it");
+      total_steps_ = s.value("total_steps", total_steps_);
+      planned_ = s.value("planned", false);
       epoch_ = s.at("epoch").get<int>();
       batch_ = s.at("batch").get<std::int64_t>();
       step_ = s.at("step").get<std::int64_t>();
@@ -254,12 +274,13 @@ class Trainer {
     const auto since = [](std::chrono::steady_clock::time_point t) {
       return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
     };
-    while (epoch_ < opt_.epochs) {
+    const std::int64_t first_step = step_;
+    while (epoch_ < opt_.epochs && step_ < total_steps_) {
       const auto t_epoch = std::chrono::steady_clock::now();
       const std::int64_t first_batch = batch_;
       shuffled_order(epoch_, order);
       StopReason pending = StopReason::Finished;
-      while (batch_ < batches_ && pending == StopReason::Finished) {
+      while (batch_ < batches_ && step_ < total_steps_ && pending == StopReason::Finished) {
         const std::size_t b0 = static_cast<std::size_t>(batch_) * opt_.batch_size;
         const int m = static_cast<int>(std::min<std::size_t>(opt_.batch_size, train_.size() - b0));
         for (int i = 0; i < m; ++i) {
@@ -279,12 +300,14 @@ class Trainer {
         adam_.step(model_, lr_);
         ++step_;
         ++batch_;
+        if (opt_.time_budget_seconds > 0 && !planned_ && step_ - first_step == TrainOptions::kBudgetProbeSteps)
+          plan_budget(since(t_start), step_ - first_step);
         part_loss_ += st.loss * st.count;
         part_correct_ += st.correct;
         part_count_ += st.count;
         if (on_progress) {
           const double secs = since(t_epoch);
-          on_progress({epoch_ + 1, batch_, batches_,
+          on_progress({epoch_ + 1, batch_, std::min(batches_, total_steps_ - step_ + batch_),
                        secs > 0 ? static_cast<double>((batch_ - first_batch) * opt_.batch_size) / secs : 0.0,
                        part_loss_ / static_cast<double>(std::max<long long>(1, part_count_))});
         }
@@ -292,7 +315,7 @@ class Trainer {
         else if (opt_.time_limit_seconds > 0 && since(t_start) >= opt_.time_limit_seconds) pending = StopReason::TimeLimit;
         else if (opt_.max_steps > 0 && step_ >= opt_.max_steps) pending = StopReason::StepLimit;
       }
-      if (batch_ == batches_) {  // the epoch is complete: validate, log, maybe stop early
+      if (batch_ == batches_ || step_ == total_steps_) {  // the epoch is complete (or the run): validate, log, maybe stop early
         const bool early = finish_epoch(since(t_epoch), on_epoch);
         ++epoch_;
         batch_ = 0;
@@ -302,8 +325,8 @@ class Trainer {
           return StopReason::EarlyStopped;
         }
       }
-      if (pending != StopReason::Finished || epoch_ == opt_.epochs) {
-        done_ = epoch_ == opt_.epochs;
+      if (pending != StopReason::Finished || epoch_ == opt_.epochs || step_ == total_steps_) {
+        done_ = epoch_ == opt_.epochs || step_ == total_steps_;
         save_last();
         if (pending != StopReason::Finished) return pending;
       } else {
@@ -318,6 +341,11 @@ class Trainer {
   const std::vector<EpochRecord>& history() const noexcept { return history_; }
   std::int64_t step() const noexcept { return step_; }
   std::int64_t batches_per_epoch() const noexcept { return batches_; }
+  /// The run's length in steps: epochs x batches_per_epoch() unless shortened by total_steps
+  /// or, once planned, by the time budget.
+  std::int64_t total_steps() const noexcept { return total_steps_; }
+  /// With a time budget: whether the probe has fixed total_steps() yet.
+  bool budget_planned() const noexcept { return planned_; }
   std::string best_path() const { return opt_.checkpoint_dir + "/best.safetensors"; }
   std::string last_path() const { return opt_.checkpoint_dir + "/last.safetensors"; }
   std::string metrics_path() const { return opt_.checkpoint_dir + "/metrics.csv"; }
@@ -336,6 +364,18 @@ class Trainer {
     Rng rng = Rng::stream(opt_.seed ^ 0x5851F42D4C957F2Dull, static_cast<std::uint64_t>(epoch));
     for (std::size_t i = order.size(); i > 1; --i)
       std::swap(order[i - 1], order[static_cast<std::size_t>(rng.below(i))]);
+  }
+
+  // Fixes total_steps_ from the speed of the last `steps` steps (taking `elapsed` seconds of
+  // this run): as many more as fit in what is left of the budget, less an estimate of the final
+  // validation (a forward pass costs about a third of a training step per sample).
+  void plan_budget(double elapsed, std::int64_t steps) {
+    planned_ = true;
+    const double steps_per_s = static_cast<double>(steps) / std::max(elapsed, 1e-9);
+    const double val_s = static_cast<double>(val_.size()) / (3.0 * steps_per_s * opt_.batch_size);
+    const double left = opt_.time_budget_seconds - elapsed - val_s;
+    const auto more = static_cast<std::int64_t>(std::max(0.0, left) * steps_per_s);
+    total_steps_ = std::min(batches_ * opt_.epochs, std::max(step_ + more, step_));
   }
 
   // Validates, logs, saves `best` when better; true when early stopping triggers.
@@ -382,6 +422,8 @@ class Trainer {
             {"partial_count", part_count_},
             {"done", done_},
             {"lr", lr_},
+            {"total_steps", total_steps_},
+            {"planned", planned_},
             {"kind", best ? "best" : "last"},
             {"mask_labels", opt_.mask_labels},
             {"history", h}};
@@ -414,6 +456,7 @@ class Trainer {
   double part_loss_ = 0;
   long long part_correct_ = 0, part_count_ = 0;
   bool done_ = false;
+  bool planned_ = false;  // the time budget has fixed total_steps_
   std::vector<EpochRecord> history_;
 };
 

@@ -29,6 +29,9 @@ expect_error "label-mode" "$bin/train" --train-path "$tmp/garbage.safetensors" -
 "$bin/generate_dataset" --num-train 3 --num-test 3 --grid-size 4 --encoding seed --output-dir "$tmp/ds" >/dev/null
 "$bin/generate_dataset" --num-train 3 --num-test 3 --grid-size 4 --encoding marked --output-dir "$tmp/dm" >/dev/null
 expect_error "seed tokens" "$bin/train" --train-path "$tmp/dm/train.safetensors" --val-path "$tmp/ds/test.safetensors" --checkpoint-dir "$tmp/c"
+expect_error "not both" "$bin/train" --train-path "$tmp/dm/train.safetensors" --val-path "$tmp/dm/test.safetensors" --checkpoint-dir "$tmp/c" --steps 5 --time-budget 1
+expect_error "time budget" "$bin/train" --train-path "$tmp/dm/train.safetensors" --val-path "$tmp/dm/test.safetensors" --checkpoint-dir "$tmp/c" --time-budget -1
+expect_error "aux_distance" "$bin/train" --train-path "$tmp/dm/train.safetensors" --val-path "$tmp/dm/test.safetensors" --checkpoint-dir "$tmp/c" --aux-distance -0.5
 expect_error "byte" "$bin/benchmark" --checkpoint "$tmp/random.bin"
 expect_error "cannot open\|No such" "$bin/benchmark" --checkpoint "$tmp/none.safetensors"
 expect_error "byte" "$bin/trm_visual" --checkpoint "$tmp/garbage.safetensors"
