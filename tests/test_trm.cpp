@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <functional>
 #include <set>
 #include <sstream>
 #include <vector>
@@ -78,13 +79,31 @@ MatD prefix_state(const Trm<double>& m, const Batch& b, int batch, int apps, Trm
   return ws.states[0];
 }
 
-// Pre-fills grads with kPrefill, runs loss_and_grad, returns grad - kPrefill per slot.
-std::vector<MatD> analytic_grads(Trm<double>& m, TrmTrainer<double>& tr, const Batch& b, int batch) {
+// Pre-fills grads with kPrefill, runs loss_and_grad (with aux targets when given), returns
+// grad - kPrefill per slot.
+std::vector<MatD> analytic_grads(Trm<double>& m, TrmTrainer<double>& tr, const Batch& b, int batch,
+                                 const std::uint16_t* aux = nullptr) {
   m.for_each_param([](ParamD& p) { p.grad.setConstant(gradcheck::kPrefill); });
-  tr.loss_and_grad(b.tokens.data(), b.masks.data(), b.weights.data(), batch, 0, false);
+  tr.loss_and_grad(b.tokens.data(), b.masks.data(), b.weights.data(), batch, 0, false, aux);
   std::vector<MatD> g;
   m.for_each_param([&](ParamD& p) { g.push_back(p.grad.array() - gradcheck::kPrefill); });
   return g;
+}
+
+// Central differences of f against the analytic gradients g (slot order) of every parameter
+// of m, up to max_entries entries each; returns the number of mismatches.
+int check_all_params(const std::string& what, Trm<double>& m, const std::vector<MatD>& g,
+                     const std::function<double()>& f, int max_entries) {
+  gradcheck::Options opt;
+  opt.max_entries = max_entries;
+  int fails = 0;
+  std::size_t slot = 0;
+  for (ParamD* p : params_of(m)) {
+    fails += gradcheck::check_entries(what + " d/d" + p->name, p->value.data(), g[slot].data(),
+                                      static_cast<std::size_t>(p->value.size()), f, opt);
+    ++slot;
+  }
+  return fails;
 }
 
 }  // namespace
@@ -180,16 +199,7 @@ TEST_CASE("the whole model, recursion 3, dropout off: every parameter's gradient
   TrmTrainer<double> tr(m, 1, 2);
   const std::vector<MatD> g = analytic_grads(m, tr, b, batch);
   const auto f = [&]() { return tr.evaluate(b.tokens.data(), b.masks.data(), b.weights.data(), batch).loss; };
-  gradcheck::Options opt;
-  opt.max_entries = 40;
-  int fails = 0;
-  std::size_t slot = 0;
-  for (ParamD* p : params_of(m)) {
-    fails += gradcheck::check_entries("trm d/d" + p->name, p->value.data(), g[slot].data(),
-                                      static_cast<std::size_t>(p->value.size()), f, opt);
-    ++slot;
-  }
-  CHECK(fails == 0);
+  CHECK(check_all_params("trm", m, g, f, 40) == 0);
   CHECK(g[0].cwiseAbs().maxCoeff() > 0);  // the embedding is reached
 }
 
@@ -208,29 +218,19 @@ TEST_CASE("the aux distance head: whole-model gradients of action loss + aux los
   for (auto& t : targets) t = rng.below(4) == 0 ? nn::kNoTarget : static_cast<std::uint16_t>(rng.below(6));
   for (int j = 0; j < cells; ++j) targets[static_cast<std::size_t>(3 * cells + j)] = nn::kNoTarget;
   TrmTrainer<double> tr(m, 1, 2);
-  m.for_each_param([](ParamD& p) { p.grad.setConstant(gradcheck::kPrefill); });
-  const StepStats st = tr.loss_and_grad(b.tokens.data(), b.masks.data(), b.weights.data(), batch, 0, false,
-                                        targets.data());
+  const std::vector<MatD> g = analytic_grads(m, tr, b, batch, targets.data());
+  TrmTrainer<double> probe(m, 1, 2);
+  const auto objective = [&]() {
+    return probe.loss_and_grad(b.tokens.data(), b.masks.data(), b.weights.data(), batch, 0, false, targets.data());
+  };
+  const StepStats st = objective();
   CHECK(st.aux_loss > 0);
   CHECK(st.loss == Approx(tr.evaluate(b.tokens.data(), b.masks.data(), b.weights.data(), batch).loss));
-  std::vector<MatD> g;
-  m.for_each_param([&](ParamD& p) { g.push_back(p.grad.array() - gradcheck::kPrefill); });
-  TrmTrainer<double> probe(m, 1, 2);
   const auto f = [&]() {
-    const StepStats s2 = probe.loss_and_grad(b.tokens.data(), b.masks.data(), b.weights.data(), batch, 0, false,
-                                             targets.data());
+    const StepStats s2 = objective();
     return s2.loss + s2.aux_loss;
   };
-  gradcheck::Options opt;
-  opt.max_entries = 40;
-  int fails = 0;
-  std::size_t slot = 0;
-  for (ParamD* p : params_of(m)) {
-    fails += gradcheck::check_entries("trm+aux d/d" + p->name, p->value.data(), g[slot].data(),
-                                      static_cast<std::size_t>(p->value.size()), f, opt);
-    ++slot;
-  }
-  CHECK(fails == 0);
+  CHECK(check_all_params("trm+aux", m, g, f, 40) == 0);
   CHECK(g.back().cwiseAbs().maxCoeff() > 0);  // the aux bias learns
   // The aux head leaves the action logits alone: same weights without it, same logits.
   Trm<double> bare(tiny_config(3));
@@ -263,16 +263,7 @@ TEST_CASE("dropout on: gradients match finite differences under the same seeded 
   const auto f = [&]() {
     return tr.loss_and_grad(b.tokens.data(), b.masks.data(), b.weights.data(), batch, 77, true).loss;
   };
-  gradcheck::Options opt;
-  opt.max_entries = 25;
-  int fails = 0;
-  std::size_t slot = 0;
-  for (ParamD* p : params_of(m)) {
-    fails += gradcheck::check_entries("dropout d/d" + p->name, p->value.data(), g[slot].data(),
-                                      static_cast<std::size_t>(p->value.size()), f, opt);
-    ++slot;
-  }
-  CHECK(fails == 0);
+  CHECK(check_all_params("dropout", m, g, f, 25) == 0);
 }
 
 TEST_CASE("grad through the last k applications: finite differences of the frozen-prefix model", "[trm][gradcheck]") {
