@@ -367,15 +367,24 @@ class Trainer {
   }
 
   // Fixes total_steps_ from the speed of the last `steps` steps (taking `elapsed` seconds of
-  // this run): as many more as fit in what is left of the budget, less an estimate of the final
-  // validation (a forward pass costs about a third of a training step per sample).
+  // this run): as many more as fit in what is left of the budget, less an estimate of the
+  // validations at the epoch ends they reach and at the end (a forward pass costs about a third
+  // of a training step per sample).
   void plan_budget(double elapsed, std::int64_t steps) {
     planned_ = true;
     const double steps_per_s = static_cast<double>(steps) / std::max(elapsed, 1e-9);
     const double val_s = static_cast<double>(val_.size()) / (3.0 * steps_per_s * opt_.batch_size);
-    const double left = opt_.time_budget_seconds - elapsed - val_s;
-    const auto more = static_cast<std::int64_t>(std::max(0.0, left) * steps_per_s);
-    total_steps_ = std::min(batches_ * opt_.epochs, std::max(step_ + more, step_));
+    const std::int64_t all = batches_ * opt_.epochs;
+    const auto fit = [&](std::int64_t validations) {
+      const double left = opt_.time_budget_seconds - elapsed - static_cast<double>(validations) * val_s;
+      return std::min(all, step_ + static_cast<std::int64_t>(std::max(0.0, left) * steps_per_s));
+    };
+    // Epoch ends strictly before the last step each cost a validation too; the last step's
+    // validation is the final one.
+    const auto validations = [&](std::int64_t last) { return 1 + (last - 1) / batches_ - step_ / batches_; };
+    std::int64_t k = fit(1);
+    k = fit(validations(k));
+    total_steps_ = std::max(k, step_);
   }
 
   // Validates, logs, saves `best` when better; true when early stopping triggers.
