@@ -228,11 +228,13 @@ class Trainer {
         throw InvalidArgument("--resume: " + path +
                               " was written with another seed, dataset size, batch size or epoch count; "
                               "resume with the same flags as the run that wrote it");
-      if (s.value("total_steps", batches_ * opt_.epochs) != total_steps_ && opt_.time_budget_seconds <= 0)
-        throw InvalidArgument("--resume: " + path + " was written by a run of " +
-                              std::to_string(s.value("total_steps", batches_ * opt_.epochs)) + " steps, not " +
-                              std::to_string(total_steps_) + "; resume with the same flags as the run that wrote it");
-      total_steps_ = s.value("total_steps", total_steps_);
+      // Checkpoints from before total_steps existed ran all their epochs.
+      const std::int64_t saved_total = s.value("total_steps", batches_ * opt_.epochs);
+      if (saved_total != total_steps_ && opt_.time_budget_seconds <= 0)
+        throw InvalidArgument("--resume: " + path + " was written by a run of " + std::to_string(saved_total) +
+                              " steps, not " + std::to_string(total_steps_) +
+                              "; resume with the same flags as the run that wrote it");
+      total_steps_ = saved_total;
       planned_ = s.value("planned", false);
       epoch_ = s.at("epoch").get<int>();
       batch_ = s.at("batch").get<std::int64_t>();
