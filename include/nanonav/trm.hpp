@@ -36,6 +36,7 @@
 #include "errors.hpp"
 #include "grid.hpp"
 #include "nn/layers.hpp"
+#include "nn/gemm.hpp"
 #include "nn/loss.hpp"
 #include "nn/tensor.hpp"
 
@@ -343,6 +344,7 @@ class TrmWorkspace {
   nn::Mat<S> dx, dx2, dz, dn, dg1, dg2, dlogits, dh, dh2;  // gradient scratch
   nn::Mat<S> emb, demb;  // (T*C, dim) with input injection: the embedding and its gradient
   nn::Mat<S> aux_pred, daux;  // (N*N*C, 1) with the aux head: its predictions and their gradient
+  nn::GemmScratch gemm;       // packing buffers of the token-mixing products (nn/gemm.hpp)
 
  private:
   int chunk_ = -1, cached_ = -1, dim_ = -1, tokens_ = -1, depth_ = -1;
@@ -368,24 +370,25 @@ inline void fill_bias(S* a, Eigen::Index rows, Eigen::Index cols, const S* bias,
     m.rowwise() = Eigen::Map<const Eigen::Matrix<S, 1, Eigen::Dynamic>>(bias, cols);
 }
 
-/// g = Dropout(GELU(a)) over n entries. With keep (an application that backward will visit),
+/// g = Dropout(GELU(a)) over n entries (a += bias first). With keep (an application that backward will visit),
 /// a is then overwritten by GELU'(a) = Φ(a) + a φ(a), which is all backward needs of a: erf is
 /// evaluated once per training step instead of once forward and once backward. Works through
 /// blocks of 256 entries so the Φ(a) scratch stays in L1.
 template <class S>
 inline void gelu_dropout_forward(S* a, S* g, Eigen::Index n, const std::uint8_t* mask, S scale,
-                                      bool keep) {
+                                      bool keep, S bias = S(0)) {
   constexpr Eigen::Index kBlock = 256;
   alignas(64) S cdf[kBlock];
   for (Eigen::Index i0 = 0; i0 < n; i0 += kBlock) {
     const Eigen::Index m = std::min(kBlock, n - i0);
     ArrMap<S> av(a + i0, m), gv(g + i0, m), cv(cdf, m);
+    if (bias != S(0)) av += bias;
     cv = S(0.5) * (S(1) + (av * S(0.70710678118654752440)).erf());
     gv = av * cv;
-    if (mask) {
+    if (mask) {  // written as a product with the 0/1 mask so that it vectorises
       const std::uint8_t* mk = mask + i0;
       S* gi = g + i0;
-      for (Eigen::Index i = 0; i < m; ++i) gi[i] = mk[i] ? gi[i] * scale : S(0);
+      for (Eigen::Index i = 0; i < m; ++i) gi[i] *= S(mk[i]) * scale;
     }
     if (keep) av = cv + av * S(0.39894228040143267794) * (S(-0.5) * av.square()).exp();
   }
@@ -396,9 +399,10 @@ inline void gelu_dropout_forward(S* a, S* g, Eigen::Index n, const std::uint8_t*
 template <class S>
 inline void gelu_dropout_backward(const S* d, S* dg, Eigen::Index n, const std::uint8_t* mask,
                                        S scale) {
-  ArrMap<S>(dg, n) *= CArrMap<S>(d, n);
   if (mask)
-    for (Eigen::Index i = 0; i < n; ++i) dg[i] = mask[i] ? dg[i] * scale : S(0);
+    for (Eigen::Index i = 0; i < n; ++i) dg[i] = dg[i] * d[i] * (S(mask[i]) * scale);
+  else
+    for (Eigen::Index i = 0; i < n; ++i) dg[i] *= d[i];
 }
 
 /// Draws the 4 dropout masks of block l, application `app`, for every sample of the chunk.
@@ -424,7 +428,8 @@ inline void draw_block_masks(const TrmConfig& c, int chunk, int app, int l, cons
 /// pre-activations. Without, cc is only scratch.
 template <class S>
 inline void block_forward(const TrmBlock<S>& blk, const TrmConfig& c, int chunk, const S* x, S* out,
-                          TrmBlockCache<S>& cc, int app, int l, const TrmDropout& dr, bool keep = true) {
+                          TrmBlockCache<S>& cc, nn::GemmScratch& gs, int app, int l, const TrmDropout& dr,
+                          bool keep = true) {
   const int T = c.tokens(), D = c.dim, Dh = D / 2;
   const Eigen::Index M = static_cast<Eigen::Index>(T) * chunk, CD = static_cast<Eigen::Index>(chunk) * D;
   const S scale = static_cast<S>(1.0 / (1.0 - dr.p));
@@ -435,21 +440,39 @@ inline void block_forward(const TrmBlock<S>& blk, const TrmConfig& c, int chunk,
   const std::uint8_t* mo2 = dr.active ? cc.m_o2.data() : nullptr;
 
   // token mixing: xmid = x + Dropout(W2 Dropout(GELU(W1 LN(x) + b1)) + b2)
+  // Both products run their elementwise work as the epilogue of each finished tile
+  // (nn/gemm.hpp): a1 = W1 n1, then per tile a1 += b1, g1 = Dropout(GELU(a1)), a1 = GELU'(a1);
+  // z1 = W2 g1 (into xmid), then per tile xmid = x + Dropout(z1 + b2).
+  const int H = 4 * D;
   blk.tok_norm.forward(nn::ConstMatMap<S>(x, M, D), cc.n1);
-  fill_bias(cc.a1.data(), cc.a1.rows(), cc.a1.cols(), blk.tok_w1.bias.value.data(), true);
-  cc.a1.noalias() += blk.tok_w1.weight.value * nn::ConstMatMap<S>(cc.n1.data(), T, CD);
-  gelu_dropout_forward(cc.a1.data(), cc.g1.data(), cc.a1.size(), mh1, scale, keep);
-  nn::MatMap<S> z1(cc.xmid.data(), T, CD);
-  fill_bias(z1.data(), T, CD, blk.tok_w2.bias.value.data(), true);
-  z1.noalias() += blk.tok_w2.weight.value * cc.g1;
+  const S* b1 = blk.tok_w1.bias.value.data();
+  S* a1 = cc.a1.data();
+  S* g1 = cc.g1.data();
+  nn::gemm<S>(false, H, CD, T, blk.tok_w1.weight.value.data(), T, cc.n1.data(), CD, a1, CD, false, gs,
+              [&](Eigen::Index i, Eigen::Index j, Eigen::Index rows, Eigen::Index cols) {
+                for (Eigen::Index r = i; r < i + rows; ++r) {
+                  const Eigen::Index o = r * CD + j;
+                  gelu_dropout_forward(a1 + o, g1 + o, cols, mh1 ? mh1 + o : nullptr, scale, keep, b1[r]);
+                }
+              });
+  const S* b2 = blk.tok_w2.bias.value.data();
+  S* xm = cc.xmid.data();
+  nn::gemm<S>(false, T, CD, H, blk.tok_w2.weight.value.data(), H, g1, CD, xm, CD, false, gs,
+              [&](Eigen::Index i, Eigen::Index j, Eigen::Index rows, Eigen::Index cols) {
+                for (Eigen::Index r = i; r < i + rows; ++r) {
+                  const S b = b2[r];
+                  const Eigen::Index o = r * CD + j;
+                  S* z = xm + o;
+                  const S* xi = x + o;
+                  if (mo1) {
+                    const std::uint8_t* mk = mo1 + o;
+                    for (Eigen::Index q = 0; q < cols; ++q) z[q] = xi[q] + (z[q] + b) * (S(mk[q]) * scale);
+                  } else {
+                    for (Eigen::Index q = 0; q < cols; ++q) z[q] = xi[q] + (z[q] + b);
+                  }
+                }
+              });
   const Eigen::Index n = M * D;
-  {
-    S* xm = cc.xmid.data();
-    if (mo1)
-      for (Eigen::Index j = 0; j < n; ++j) xm[j] = x[j] + (mo1[j] ? xm[j] * scale : S(0));
-    else
-      for (Eigen::Index j = 0; j < n; ++j) xm[j] += x[j];
-  }
   // feature mixing: out = xmid + Dropout(Dropout(GELU(LN(xmid) Wc1ᵀ + bc1)) Wc2ᵀ + bc2)
   blk.chan_norm.forward(cc.xmid, cc.n2);
   fill_bias(cc.a2.data(), M, Dh, blk.chan_w1.bias.value.data(), false);
@@ -459,13 +482,10 @@ inline void block_forward(const TrmBlock<S>& blk, const TrmConfig& c, int chunk,
   nn::MatMap<S> o(out, M, D);
   fill_bias(out, M, D, blk.chan_w2.bias.value.data(), false);
   o.noalias() += cc.g2 * blk.chan_w2.weight.value.transpose();
-  {
-    const S* xm = cc.xmid.data();
-    if (mo2)
-      for (Eigen::Index j = 0; j < n; ++j) out[j] = xm[j] + (mo2[j] ? out[j] * scale : S(0));
-    else
-      for (Eigen::Index j = 0; j < n; ++j) out[j] += xm[j];
-  }
+  if (mo2)
+    for (Eigen::Index j = 0; j < n; ++j) out[j] = xm[j] + out[j] * (S(mo2[j]) * scale);
+  else
+    for (Eigen::Index j = 0; j < n; ++j) out[j] += xm[j];
 }
 
 /// Backward of block_forward: on entry dx holds dL/d(out), on exit dL/d(x); adds the block's
@@ -485,7 +505,7 @@ inline void block_backward(TrmBlock<S>& blk, const TrmConfig& c, int chunk, cons
   if (dropout_active) {
     const std::uint8_t* m = cc.m_o2.data();
     S* dz = ws.dz.data();
-    for (Eigen::Index i = 0; i < n; ++i) dz[i] = m[i] ? dx[i] * scale : S(0);
+    for (Eigen::Index i = 0; i < n; ++i) dz[i] = dx[i] * (S(m[i]) * scale);
     dz2 = dz;
   }
   nn::ConstMatMap<S> dZ2(dz2, M, D);
@@ -504,20 +524,29 @@ inline void block_backward(TrmBlock<S>& blk, const TrmConfig& c, int chunk, cons
   if (dropout_active) {
     const std::uint8_t* m = cc.m_o1.data();
     S* dz = ws.dz.data();
-    for (Eigen::Index i = 0; i < n; ++i) dz[i] = m[i] ? dx[i] * scale : S(0);
+    for (Eigen::Index i = 0; i < n; ++i) dz[i] = dx[i] * (S(m[i]) * scale);
     dz1 = dz;
   }
   nn::ConstMatMap<S> dZ1(dz1, T, CD);
   blk.tok_w2.weight.grad.noalias() += dZ1 * cc.g1.transpose();
   blk.tok_w2.bias.grad.row(0) += dZ1.rowwise().sum().transpose();
-  ws.dg1.noalias() = blk.tok_w2.weight.value.transpose() * dZ1;
-  gelu_dropout_backward(cc.a1.data(), ws.dg1.data(), ws.dg1.size(),
-                        dropout_active ? cc.m_h1.data() : nullptr, scale);
+  // dg1 = W2ᵀ dz1, then per tile dg1 *= Dropout'(GELU'(a1)) (the epilogue, nn/gemm.hpp)
+  const int H = 4 * D;
+  S* dg1 = ws.dg1.data();
+  const S* d1 = cc.a1.data();
+  const std::uint8_t* mh1 = dropout_active ? cc.m_h1.data() : nullptr;
+  nn::gemm<S>(true, H, CD, T, blk.tok_w2.weight.value.data(), H, dz1, CD, dg1, CD, false, ws.gemm,
+              [&](Eigen::Index i, Eigen::Index j, Eigen::Index rows, Eigen::Index cols) {
+                for (Eigen::Index r = i; r < i + rows; ++r) {
+                  const Eigen::Index o = r * CD + j;
+                  gelu_dropout_backward(d1 + o, dg1 + o, cols, mh1 ? mh1 + o : nullptr, scale);
+                }
+              });
   nn::ConstMatMap<S> n1v(cc.n1.data(), T, CD);
   blk.tok_w1.weight.grad.noalias() += ws.dg1 * n1v.transpose();
   blk.tok_w1.bias.grad.row(0) += ws.dg1.rowwise().sum().transpose();
-  nn::MatMap<S> dn1(ws.dn.data(), T, CD);
-  dn1.noalias() = blk.tok_w1.weight.value.transpose() * ws.dg1;
+  // dn1 = W1ᵀ dg1
+  nn::gemm<S>(true, T, CD, H, blk.tok_w1.weight.value.data(), T, dg1, CD, ws.dn.data(), CD, false, ws.gemm);
   blk.tok_norm.backward(nn::ConstMatMap<S>(x, M, D), ws.dn, ws.dx);  // dx: dL/dx
 }
 
@@ -545,7 +574,7 @@ inline void network_forward(const Trm<S>& model, int chunk, int cached, const Tr
   for (int a = 0; a < R - cached; ++a) {
     if (inject && a > 0) ws.states[0] += ws.emb;
     S* x = ws.states[0].data();
-    for (int l = 0; l < L; ++l) block_forward(model.blocks[l], c, chunk, x, x, ws.caches[0], a, l, dr, false);
+    for (int l = 0; l < L; ++l) block_forward(model.blocks[l], c, chunk, x, x, ws.caches[0], ws.gemm, a, l, dr, false);
     model.norm.forward(ws.states[0], ws.states[0]);
   }
   for (int k = 0; k < cached; ++k) {
@@ -555,7 +584,7 @@ inline void network_forward(const Trm<S>& model, int chunk, int cached, const Tr
     if (inject && a > 0) ws.states[base] += ws.emb;
     for (int l = 0; l < L; ++l)
       block_forward(model.blocks[l], c, chunk, ws.states[base + l].data(), ws.states[base + l + 1].data(),
-                    ws.caches[static_cast<std::size_t>(k) * L + l], a, l, dr);
+                    ws.caches[static_cast<std::size_t>(k) * L + l], ws.gemm, a, l, dr);
     model.norm.forward(ws.states[base + L], ws.states[base + L + 1]);
   }
   (void)M;
