@@ -1,5 +1,5 @@
 // nn::gemm (nn/gemm.hpp): the hand-written float kernel (AVX-512 builds) and the Eigen path
-// against a double reference on edge shapes, strides, both A layouts, accumulation, and the
+// against a double reference on edge shapes, strides, all four layouts, accumulation, and the
 // epilogue contract (every entry of C visited once, after its final value is in C).
 #include <catch2/catch.hpp>
 
@@ -14,20 +14,20 @@ using namespace nanonav;
 namespace {
 
 template <class S>
-void check_shape(bool trans_a, Eigen::Index M, Eigen::Index N, Eigen::Index K, bool accumulate,
+void check_shape(bool trans_a, bool trans_b, Eigen::Index M, Eigen::Index N, Eigen::Index K, bool accumulate,
                  nn::GemmScratch& scratch, Rng& rng) {
   const Eigen::Index pad = 3;  // leading dimensions wider than the matrices: strides are honoured
-  const Eigen::Index lda = (trans_a ? M : K) + pad, ldb = N + pad, ldc = N + pad;
-  const Eigen::Index arows = trans_a ? K : M;
+  const Eigen::Index lda = (trans_a ? M : K) + pad, ldb = (trans_b ? K : N) + pad, ldc = N + pad;
+  const Eigen::Index arows = trans_a ? K : M, brows = trans_b ? N : K;
   std::vector<S> A(static_cast<std::size_t>(std::max<Eigen::Index>(arows, 1) * lda)),
-      B(static_cast<std::size_t>(std::max<Eigen::Index>(K, 1) * ldb)), C(static_cast<std::size_t>(M * ldc));
+      B(static_cast<std::size_t>(std::max<Eigen::Index>(brows, 1) * ldb)), C(static_cast<std::size_t>(M * ldc));
   for (auto& v : A) v = static_cast<S>(2.0 * rng.uniform() - 1.0);
   for (auto& v : B) v = static_cast<S>(2.0 * rng.uniform() - 1.0);
   for (auto& v : C) v = static_cast<S>(2.0 * rng.uniform() - 1.0);
   const std::vector<S> C0 = C;
   std::vector<int> visits(static_cast<std::size_t>(M * N), 0);
   std::vector<S> seen(static_cast<std::size_t>(M * N), S(0));
-  nn::gemm<S>(trans_a, M, N, K, A.data(), lda, B.data(), ldb, C.data(), ldc, accumulate, scratch,
+  nn::gemm<S>(trans_a, trans_b, M, N, K, A.data(), lda, B.data(), ldb, C.data(), ldc, accumulate, scratch,
               [&](Eigen::Index i, Eigen::Index j, Eigen::Index rows, Eigen::Index cols) {
                 for (Eigen::Index r = i; r < i + rows; ++r)
                   for (Eigen::Index q = j; q < j + cols; ++q) {
@@ -35,14 +35,14 @@ void check_shape(bool trans_a, Eigen::Index M, Eigen::Index N, Eigen::Index K, b
                     seen[static_cast<std::size_t>(r * N + q)] = C[static_cast<std::size_t>(r * ldc + q)];
                   }
               });
-  INFO("trans_a " << trans_a << " M " << M << " N " << N << " K " << K << " accumulate " << accumulate);
+  INFO("trans_a " << trans_a << " trans_b " << trans_b << " M " << M << " N " << N << " K " << K << " accumulate " << accumulate);
   int bad = 0, bad_visits = 0, bad_seen = 0, touched_pad = 0;
   for (Eigen::Index i = 0; i < M; ++i) {
     for (Eigen::Index j = 0; j < N; ++j) {
       double ref = accumulate ? static_cast<double>(C0[static_cast<std::size_t>(i * ldc + j)]) : 0.0, mag = std::abs(ref);
       for (Eigen::Index k = 0; k < K; ++k) {
         const double a = static_cast<double>(trans_a ? A[static_cast<std::size_t>(k * lda + i)] : A[static_cast<std::size_t>(i * lda + k)]);
-        const double b = static_cast<double>(B[static_cast<std::size_t>(k * ldb + j)]);
+        const double b = static_cast<double>(trans_b ? B[static_cast<std::size_t>(j * ldb + k)] : B[static_cast<std::size_t>(k * ldb + j)]);
         ref += a * b;
         mag += std::abs(a * b);
       }
@@ -67,14 +67,15 @@ void check_all_shapes() {
   nn::GemmScratch scratch;  // reused across shapes, as the TRM does: buffers only grow
   for (Eigen::Index M : {1, 5, 11, 12, 13, 25, 68})
     for (Eigen::Index N : {1, 7, 16, 17, 32, 33, 70})
-      for (Eigen::Index K : {0, 1, 3, 68, 256, 257, 600})
-        for (bool trans_a : {false, true})
-          for (bool accumulate : {false, true}) check_shape<S>(trans_a, M, N, K, accumulate, scratch, rng);
+      for (Eigen::Index K : {0, 1, 3, 15, 16, 17, 68, 256, 257, 600})
+        for (int layout = 0; layout < 4; ++layout)
+          for (bool accumulate : {false, true})
+            check_shape<S>(layout & 1, layout & 2, M, N, K, accumulate, scratch, rng);
 }
 
 }  // namespace
 
-TEST_CASE("gemm<float> matches a double reference on edge shapes, strides, both layouts", "[gemm]") {
+TEST_CASE("gemm<float> matches a double reference on edge shapes, strides, all layouts", "[gemm]") {
   INFO("hand-written kernel in this build: " << nn::gemm_has_kernel());
   check_all_shapes<float>();
 }
@@ -89,9 +90,10 @@ TEST_CASE("gemm<float> on the TRM's token-mixing shapes", "[gemm]") {
   // 8x8 maps: T = 68; micro-batch 8 of dim 48 and 128 (C*dim = 384, 1024); 4*dim hidden.
   for (Eigen::Index cd : {384, 1024}) {
     const Eigen::Index h = cd / 2;
-    check_shape<float>(false, h, cd, 68, false, scratch, rng);
-    check_shape<float>(false, 68, cd, h, false, scratch, rng);
-    check_shape<float>(true, h, cd, 68, false, scratch, rng);
-    check_shape<float>(true, 68, cd, h, false, scratch, rng);
+    check_shape<float>(false, false, h, cd, 68, false, scratch, rng);   // W1 n1
+    check_shape<float>(false, false, 68, cd, h, false, scratch, rng);   // W2 g1
+    check_shape<float>(true, false, h, cd, 68, false, scratch, rng);    // W2ᵀ dz1
+    check_shape<float>(true, false, 68, cd, h, false, scratch, rng);    // W1ᵀ dg1
+    check_shape<float>(false, true, 68, h, cd, true, scratch, rng);     // dz1 g1ᵀ, n1 dg1ᵀ
   }
 }

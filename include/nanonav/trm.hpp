@@ -328,6 +328,7 @@ class TrmWorkspace {
     dz.resize(m, dim_);
     dn.resize(m, dim_);
     dg1.resize(4 * dim_, static_cast<Eigen::Index>(chunk) * dim_);
+    dw1t.resize(tokens_, 4 * dim_);
     dg2.resize(m, dim_ / 2);
     dlogits.resize(chunk, kNumActions);
     dh.resize(chunk, dim_);
@@ -342,6 +343,7 @@ class TrmWorkspace {
   nn::Mat<S> pooled, h0, h0d, h1, h1d, logits;   // head activations (C, .)
   std::vector<std::uint8_t> mh0, mh1;            // head dropout masks
   nn::Mat<S> dx, dx2, dz, dn, dg1, dg2, dlogits, dh, dh2;  // gradient scratch
+  nn::Mat<S> dw1t;  // (T, 4dim) the transpose of one block's tok_w1 gradient
   nn::Mat<S> emb, demb;  // (T*C, dim) with input injection: the embedding and its gradient
   nn::Mat<S> aux_pred, daux;  // (N*N*C, 1) with the aux head: its predictions and their gradient
   nn::GemmScratch gemm;       // packing buffers of the token-mixing products (nn/gemm.hpp)
@@ -448,7 +450,7 @@ inline void block_forward(const TrmBlock<S>& blk, const TrmConfig& c, int chunk,
   const S* b1 = blk.tok_w1.bias.value.data();
   S* a1 = cc.a1.data();
   S* g1 = cc.g1.data();
-  nn::gemm<S>(false, H, CD, T, blk.tok_w1.weight.value.data(), T, cc.n1.data(), CD, a1, CD, false, gs,
+  nn::gemm<S>(false, false, H, CD, T, blk.tok_w1.weight.value.data(), T, cc.n1.data(), CD, a1, CD, false, gs,
               [&](Eigen::Index i, Eigen::Index j, Eigen::Index rows, Eigen::Index cols) {
                 for (Eigen::Index r = i; r < i + rows; ++r) {
                   const Eigen::Index o = r * CD + j;
@@ -457,7 +459,7 @@ inline void block_forward(const TrmBlock<S>& blk, const TrmConfig& c, int chunk,
               });
   const S* b2 = blk.tok_w2.bias.value.data();
   S* xm = cc.xmid.data();
-  nn::gemm<S>(false, T, CD, H, blk.tok_w2.weight.value.data(), H, g1, CD, xm, CD, false, gs,
+  nn::gemm<S>(false, false, T, CD, H, blk.tok_w2.weight.value.data(), H, g1, CD, xm, CD, false, gs,
               [&](Eigen::Index i, Eigen::Index j, Eigen::Index rows, Eigen::Index cols) {
                 for (Eigen::Index r = i; r < i + rows; ++r) {
                   const S b = b2[r];
@@ -528,25 +530,28 @@ inline void block_backward(TrmBlock<S>& blk, const TrmConfig& c, int chunk, cons
     dz1 = dz;
   }
   nn::ConstMatMap<S> dZ1(dz1, T, CD);
-  blk.tok_w2.weight.grad.noalias() += dZ1 * cc.g1.transpose();
-  blk.tok_w2.bias.grad.row(0) += dZ1.rowwise().sum().transpose();
-  // dg1 = W2ᵀ dz1, then per tile dg1 *= Dropout'(GELU'(a1)) (the epilogue, nn/gemm.hpp)
   const int H = 4 * D;
+  nn::gemm<S>(false, true, T, H, CD, dz1, CD, cc.g1.data(), CD, blk.tok_w2.weight.grad.data(), H, true, ws.gemm);
+  blk.tok_w2.bias.grad.row(0) += dZ1.rowwise().sum().transpose();
+  // dg1 = W2ᵀ dz1, then per row panel dg1 *= Dropout'(GELU'(a1)) and db1 += its row sums (the
+  // epilogue, nn/gemm.hpp)
   S* dg1 = ws.dg1.data();
   const S* d1 = cc.a1.data();
   const std::uint8_t* mh1 = dropout_active ? cc.m_h1.data() : nullptr;
-  nn::gemm<S>(true, H, CD, T, blk.tok_w2.weight.value.data(), H, dz1, CD, dg1, CD, false, ws.gemm,
+  S* db1 = blk.tok_w1.bias.grad.data();
+  nn::gemm<S>(true, false, H, CD, T, blk.tok_w2.weight.value.data(), H, dz1, CD, dg1, CD, false, ws.gemm,
               [&](Eigen::Index i, Eigen::Index j, Eigen::Index rows, Eigen::Index cols) {
                 for (Eigen::Index r = i; r < i + rows; ++r) {
                   const Eigen::Index o = r * CD + j;
                   gelu_dropout_backward(d1 + o, dg1 + o, cols, mh1 ? mh1 + o : nullptr, scale);
+                  db1[r] += CArrMap<S>(dg1 + o, cols).sum();  // the bias gradient, while in cache
                 }
               });
-  nn::ConstMatMap<S> n1v(cc.n1.data(), T, CD);
-  blk.tok_w1.weight.grad.noalias() += ws.dg1 * n1v.transpose();
-  blk.tok_w1.bias.grad.row(0) += ws.dg1.rowwise().sum().transpose();
+  // dW1 += dg1 n1ᵀ, computed as its transpose n1 dg1ᵀ (T rows: the shape the kernel likes)
+  nn::gemm<S>(false, true, T, H, CD, cc.n1.data(), CD, dg1, CD, ws.dw1t.data(), H, false, ws.gemm);
+  blk.tok_w1.weight.grad += ws.dw1t.transpose();
   // dn1 = W1ᵀ dg1
-  nn::gemm<S>(true, T, CD, H, blk.tok_w1.weight.value.data(), T, dg1, CD, ws.dn.data(), CD, false, ws.gemm);
+  nn::gemm<S>(true, false, T, CD, H, blk.tok_w1.weight.value.data(), T, dg1, CD, ws.dn.data(), CD, false, ws.gemm);
   blk.tok_norm.backward(nn::ConstMatMap<S>(x, M, D), ws.dn, ws.dx);  // dx: dL/dx
 }
 

@@ -1,6 +1,6 @@
 #pragma once
 /// A dense matrix product for the TRM's token mixing, C = op(A) op(B) (+ C), row-major, with a
-/// per-tile epilogue.
+/// per-row-panel epilogue.
 ///
 /// Why not only Eigen: the token-mixing products have one short side (K = T = 68 for 8x8 maps,
 /// or M = T) and are followed by elementwise work (bias, GELU, dropout, residual). Eigen's
@@ -95,6 +95,53 @@ inline void gemm_pack_b(const float* B, Eigen::Index ldb, Eigen::Index k0, Eigen
 }
 
 #if NANONAV_GEMM_AVX512
+/// Transposes 16 rows of 16 floats (src, row stride lds) into dst (row stride ldd): in-register,
+/// 4 shuffle stages. (GCC 12 warns inside its own unpack/shuffle intrinsics, whose unmasked
+/// forms pass an undefined source; the warning is silenced here only.)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+inline void transpose16x16(const float* src, Eigen::Index lds, float* dst, Eigen::Index ldd) {
+  __m512 r[16], t[16];
+  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src + i * lds);
+  for (int i = 0; i < 8; ++i) {  // pairs of rows, within 128-bit lanes
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int g = 0; g < 4; ++g) {  // groups of 4 rows: r[4g + m] lane L = column m + 4L
+    const __m512d a0 = _mm512_castps_pd(t[4 * g]), a1 = _mm512_castps_pd(t[4 * g + 1]);
+    const __m512d a2 = _mm512_castps_pd(t[4 * g + 2]), a3 = _mm512_castps_pd(t[4 * g + 3]);
+    r[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a2));
+    r[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a2));
+    r[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, a3));
+    r[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));
+  }
+  for (int m = 0; m < 4; ++m) {  // 4x4 transpose of the 128-bit lanes
+    const __m512 v0 = _mm512_shuffle_f32x4(r[m], r[4 + m], 0x44), v1 = _mm512_shuffle_f32x4(r[m], r[4 + m], 0xEE);
+    const __m512 v2 = _mm512_shuffle_f32x4(r[8 + m], r[12 + m], 0x44), v3 = _mm512_shuffle_f32x4(r[8 + m], r[12 + m], 0xEE);
+    _mm512_storeu_ps(dst + (m + 0) * ldd, _mm512_shuffle_f32x4(v0, v2, 0x88));
+    _mm512_storeu_ps(dst + (m + 4) * ldd, _mm512_shuffle_f32x4(v0, v2, 0xDD));
+    _mm512_storeu_ps(dst + (m + 8) * ldd, _mm512_shuffle_f32x4(v1, v3, 0x88));
+    _mm512_storeu_ps(dst + (m + 12) * ldd, _mm512_shuffle_f32x4(v1, v3, 0xDD));
+  }
+}
+#pragma GCC diagnostic pop
+
+/// Like gemm_pack_b for B stored transposed (N x K, stride ldb): the panel's k-major rows are
+/// columns of the storage, moved by 16x16 register transposes where whole blocks exist.
+inline void gemm_pack_bt(const float* B, Eigen::Index ldb, Eigen::Index k0, Eigen::Index kc, Eigen::Index j0,
+                         Eigen::Index n, float* dst) {
+  Eigen::Index k = 0;
+  if (n == kGemmNr)
+    for (; k + 16 <= kc; k += 16)
+      for (Eigen::Index c = 0; c < kGemmNr; c += 16)
+        transpose16x16(B + (j0 + c) * ldb + k0 + k, ldb, dst + k * kGemmNr + c, kGemmNr);
+  for (; k < kc; ++k) {
+    float* o = dst + k * kGemmNr;
+    for (Eigen::Index c = 0; c < n; ++c) o[c] = B[(j0 + c) * ldb + k0 + k];
+    for (Eigen::Index c = n; c < kGemmNr; ++c) o[c] = 0.0f;
+  }
+}
+
 /// A tile of R rows and up to 32 columns: C (ldc) = [C +] Ap Bp over kc steps; m0/m1 mask
 /// the columns (0-15, 16-31) that exist, so edge tiles are written in place.
 template <int R>
@@ -155,7 +202,7 @@ inline void gemm_tile(Eigen::Index rows, Eigen::Index cols, Eigen::Index kc, con
   }
 }
 
-template <bool TransA, class Epilogue>
+template <bool TransA, bool TransB, class Epilogue>
 inline void gemm_avx512(Eigen::Index M, Eigen::Index N, Eigen::Index K, const float* A, Eigen::Index lda,
                         const float* B, Eigen::Index ldb, float* C, Eigen::Index ldc, bool accumulate,
                         GemmScratch& scratch, const Epilogue& epilogue) {
@@ -186,7 +233,12 @@ inline void gemm_avx512(Eigen::Index M, Eigen::Index N, Eigen::Index K, const fl
     const bool last = k0 + kc == K;
     const bool load = accumulate || k0 > 0;
     gemm_pack_a<TransA>(A, lda, 0, M, k0, kc, ap);
-    for (Eigen::Index j = 0; j < N; j += kGemmNr) gemm_pack_b(B, ldb, k0, kc, j, std::min(kGemmNr, N - j), bp + j * kc);
+    for (Eigen::Index j = 0; j < N; j += kGemmNr) {
+      if (TransB)
+        gemm_pack_bt(B, ldb, k0, kc, j, std::min(kGemmNr, N - j), bp + j * kc);
+      else
+        gemm_pack_b(B, ldb, k0, kc, j, std::min(kGemmNr, N - j), bp + j * kc);
+    }
     for (Eigen::Index i = 0; i < M; i += kGemmMr) {
       const Eigen::Index mr = std::min(kGemmMr, M - i);
       for (Eigen::Index j = 0; j < N; j += kGemmNr) {
@@ -205,22 +257,27 @@ inline void gemm_avx512(Eigen::Index M, Eigen::Index N, Eigen::Index K, const fl
 
 }  // namespace detail
 
-/// C (M x N, row stride ldc) = op(A) B, or C += op(A) B with `accumulate`; op(A) is A (M x K,
-/// stride lda) or, with trans_a, the transpose of A stored (K x M, stride lda); B is K x N
-/// (stride ldb). Afterwards epilogue(i, j, rows, cols) is called on disjoint blocks of C that
-/// cover it (each once, after its final value is in C), e.g. for bias + GELU while the block is
-/// in cache (the kernel hands over row panels of up to 12 full rows; Eigen the whole of C).
-/// C must not overlap A or B.
+/// C (M x N, row stride ldc) = op(A) op(B), or C += op(A) op(B) with `accumulate`; op(A) is A
+/// (M x K, stride lda) or, with trans_a, the transpose of A stored (K x M, stride lda); op(B) is
+/// B (K x N, stride ldb) or, with trans_b, the transpose of B stored (N x K, stride ldb).
+/// Afterwards epilogue(i, j, rows, cols) is called on disjoint blocks of C that cover it (each
+/// once, after its final value is in C), e.g. for bias + GELU while the block is in cache (the
+/// kernel hands over row panels of up to 12 full rows; Eigen the whole of C). C must not
+/// overlap A or B.
 template <class S, class Epilogue = NoEpilogue>
-inline void gemm(bool trans_a, Eigen::Index M, Eigen::Index N, Eigen::Index K, const S* A, Eigen::Index lda,
-                 const S* B, Eigen::Index ldb, S* C, Eigen::Index ldc, bool accumulate, GemmScratch& scratch,
-                 const Epilogue& epilogue = Epilogue{}) {
+inline void gemm(bool trans_a, bool trans_b, Eigen::Index M, Eigen::Index N, Eigen::Index K, const S* A,
+                 Eigen::Index lda, const S* B, Eigen::Index ldb, S* C, Eigen::Index ldc, bool accumulate,
+                 GemmScratch& scratch, const Epilogue& epilogue = Epilogue{}) {
 #if NANONAV_GEMM_AVX512
   if constexpr (std::is_same_v<S, float>) {
-    if (trans_a)
-      detail::gemm_avx512<true>(M, N, K, A, lda, B, ldb, C, ldc, accumulate, scratch, epilogue);
+    if (trans_a && trans_b)
+      detail::gemm_avx512<true, true>(M, N, K, A, lda, B, ldb, C, ldc, accumulate, scratch, epilogue);
+    else if (trans_a)
+      detail::gemm_avx512<true, false>(M, N, K, A, lda, B, ldb, C, ldc, accumulate, scratch, epilogue);
+    else if (trans_b)
+      detail::gemm_avx512<false, true>(M, N, K, A, lda, B, ldb, C, ldc, accumulate, scratch, epilogue);
     else
-      detail::gemm_avx512<false>(M, N, K, A, lda, B, ldb, C, ldc, accumulate, scratch, epilogue);
+      detail::gemm_avx512<false, false>(M, N, K, A, lda, B, ldb, C, ldc, accumulate, scratch, epilogue);
     return;
   }
 #endif
@@ -228,20 +285,25 @@ inline void gemm(bool trans_a, Eigen::Index M, Eigen::Index N, Eigen::Index K, c
   using Stride = Eigen::OuterStride<>;
   using CMap = Eigen::Map<const Mat<S>, 0, Stride>;
   Eigen::Map<Mat<S>, 0, Stride> c(C, M, N, Stride(ldc));
-  const CMap b(B, K, N, Stride(ldb));
-  if (trans_a) {
-    const CMap a(A, K, M, Stride(lda));
-    if (accumulate)
-      c.noalias() += a.transpose() * b;
-    else
-      c.noalias() = a.transpose() * b;
-  } else {
-    const CMap a(A, M, K, Stride(lda));
-    if (accumulate)
-      c.noalias() += a * b;
-    else
-      c.noalias() = a * b;
-  }
+  auto product = [&](const auto& a) {
+    if (trans_b) {
+      const CMap b(B, N, K, Stride(ldb));
+      if (accumulate)
+        c.noalias() += a * b.transpose();
+      else
+        c.noalias() = a * b.transpose();
+    } else {
+      const CMap b(B, K, N, Stride(ldb));
+      if (accumulate)
+        c.noalias() += a * b;
+      else
+        c.noalias() = a * b;
+    }
+  };
+  if (trans_a)
+    product(CMap(A, K, M, Stride(lda)).transpose());
+  else
+    product(CMap(A, M, K, Stride(lda)));
   epilogue(Eigen::Index{0}, Eigen::Index{0}, M, N);
 }
 
