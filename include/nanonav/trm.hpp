@@ -360,31 +360,20 @@ using ArrMap = Eigen::Map<Eigen::Array<S, Eigen::Dynamic, 1>>;
 template <class S>
 using CArrMap = Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, 1>>;
 
-/// Writes the bias into a (rows, cols) row-major, per row or per column: the start value of a
-/// GEMM that accumulates into a. (Eigen zeroes the destination of `dst = A * B` first; starting
-/// from the bias instead saves that pass and a separate bias pass.)
-template <class S>
-inline void fill_bias(S* a, Eigen::Index rows, Eigen::Index cols, const S* bias, bool bias_per_row) {
-  nn::MatMap<S> m(a, rows, cols);
-  if (bias_per_row)
-    for (Eigen::Index r = 0; r < rows; ++r) m.row(r).setConstant(bias[r]);
-  else
-    m.rowwise() = Eigen::Map<const Eigen::Matrix<S, 1, Eigen::Dynamic>>(bias, cols);
-}
-
-/// g = Dropout(GELU(a)) over n entries (a += bias first). With keep (an application that backward will visit),
+/// g = Dropout(GELU(a)) over n entries (a += bias, or a += bias_vec entrywise, first). With keep (an application that backward will visit),
 /// a is then overwritten by GELU'(a) = Φ(a) + a φ(a), which is all backward needs of a: erf is
 /// evaluated once per training step instead of once forward and once backward. Works through
 /// blocks of 256 entries so the Φ(a) scratch stays in L1.
 template <class S>
 inline void gelu_dropout_forward(S* a, S* g, Eigen::Index n, const std::uint8_t* mask, S scale,
-                                      bool keep, S bias = S(0)) {
+                                      bool keep, S bias = S(0), const S* bias_vec = nullptr) {
   constexpr Eigen::Index kBlock = 256;
   alignas(64) S cdf[kBlock];
   for (Eigen::Index i0 = 0; i0 < n; i0 += kBlock) {
     const Eigen::Index m = std::min(kBlock, n - i0);
     ArrMap<S> av(a + i0, m), gv(g + i0, m), cv(cdf, m);
     if (bias != S(0)) av += bias;
+    if (bias_vec) av += CArrMap<S>(bias_vec + i0, m);
     cv = S(0.5) * (S(1) + (av * S(0.70710678118654752440)).erf());
     gv = av * cv;
     if (mask) {  // written as a product with the 0/1 mask so that it vectorises
@@ -474,20 +463,36 @@ inline void block_forward(const TrmBlock<S>& blk, const TrmConfig& c, int chunk,
                   }
                 }
               });
-  const Eigen::Index n = M * D;
   // feature mixing: out = xmid + Dropout(Dropout(GELU(LN(xmid) Wc1ᵀ + bc1)) Wc2ᵀ + bc2)
+  // (the same epilogue scheme: a2 = n2 Wc1ᵀ, then per row panel a2 += bc1, g2 = Dropout(GELU),
+  // a2 = GELU'; out = g2 Wc2ᵀ, then out = xmid + Dropout(out + bc2))
   blk.chan_norm.forward(cc.xmid, cc.n2);
-  fill_bias(cc.a2.data(), M, Dh, blk.chan_w1.bias.value.data(), false);
-  cc.a2.noalias() += cc.n2 * blk.chan_w1.weight.value.transpose();
-  gelu_dropout_forward(cc.a2.data(), cc.g2.data(), cc.a2.size(), mh2, scale, keep);
+  const S* bc1 = blk.chan_w1.bias.value.data();
+  S* a2 = cc.a2.data();
+  S* g2 = cc.g2.data();
+  nn::gemm<S>(false, true, M, Dh, D, cc.n2.data(), D, blk.chan_w1.weight.value.data(), D, a2, Dh, false, gs,
+              [&](Eigen::Index i, Eigen::Index, Eigen::Index rows, Eigen::Index) {
+                for (Eigen::Index r = i; r < i + rows; ++r) {
+                  const Eigen::Index o = r * Dh;
+                  gelu_dropout_forward(a2 + o, g2 + o, Dh, mh2 ? mh2 + o : nullptr, scale, keep, S(0), bc1);
+                }
+              });
   // x is not read again, so out may now be overwritten even when it aliases x.
-  nn::MatMap<S> o(out, M, D);
-  fill_bias(out, M, D, blk.chan_w2.bias.value.data(), false);
-  o.noalias() += cc.g2 * blk.chan_w2.weight.value.transpose();
-  if (mo2)
-    for (Eigen::Index j = 0; j < n; ++j) out[j] = xm[j] + out[j] * (S(mo2[j]) * scale);
-  else
-    for (Eigen::Index j = 0; j < n; ++j) out[j] += xm[j];
+  const S* bc2 = blk.chan_w2.bias.value.data();
+  nn::gemm<S>(false, true, M, D, Dh, g2, Dh, blk.chan_w2.weight.value.data(), Dh, out, D, false, gs,
+              [&](Eigen::Index i, Eigen::Index, Eigen::Index rows, Eigen::Index) {
+                for (Eigen::Index r = i; r < i + rows; ++r) {
+                  const Eigen::Index o = r * D;
+                  S* y = out + o;
+                  const S* xr = xm + o;
+                  if (mo2) {
+                    const std::uint8_t* mk = mo2 + o;
+                    for (Eigen::Index q = 0; q < D; ++q) y[q] = xr[q] + (y[q] + bc2[q]) * (S(mk[q]) * scale);
+                  } else {
+                    for (Eigen::Index q = 0; q < D; ++q) y[q] = xr[q] + (y[q] + bc2[q]);
+                  }
+                }
+              });
 }
 
 /// Backward of block_forward: on entry dx holds dL/d(out), on exit dL/d(x); adds the block's
@@ -510,15 +515,25 @@ inline void block_backward(TrmBlock<S>& blk, const TrmConfig& c, int chunk, cons
     for (Eigen::Index i = 0; i < n; ++i) dz[i] = dx[i] * (S(m[i]) * scale);
     dz2 = dz;
   }
+  const int Dh = D / 2;
   nn::ConstMatMap<S> dZ2(dz2, M, D);
-  blk.chan_w2.weight.grad.noalias() += dZ2.transpose() * cc.g2;
+  nn::gemm<S>(true, false, D, Dh, M, dz2, D, cc.g2.data(), Dh, blk.chan_w2.weight.grad.data(), Dh, true, ws.gemm);
   blk.chan_w2.bias.grad.row(0) += dZ2.colwise().sum();
-  ws.dg2.noalias() = dZ2 * blk.chan_w2.weight.value;
-  gelu_dropout_backward(cc.a2.data(), ws.dg2.data(), ws.dg2.size(),
-                        dropout_active ? cc.m_h2.data() : nullptr, scale);
-  blk.chan_w1.weight.grad.noalias() += ws.dg2.transpose() * cc.n2;
-  blk.chan_w1.bias.grad.row(0) += ws.dg2.colwise().sum();
-  ws.dn.noalias() = ws.dg2 * blk.chan_w1.weight.value;
+  // dg2 = dz2 Wc2, then per row panel dg2 *= Dropout'(GELU'(a2)) and dbc1 += it
+  S* dg2 = ws.dg2.data();
+  const S* d2 = cc.a2.data();
+  const std::uint8_t* mh2 = dropout_active ? cc.m_h2.data() : nullptr;
+  ArrMap<S> dbc1(blk.chan_w1.bias.grad.data(), Dh);
+  nn::gemm<S>(false, false, M, Dh, D, dz2, D, blk.chan_w2.weight.value.data(), Dh, dg2, Dh, false, ws.gemm,
+              [&](Eigen::Index i, Eigen::Index, Eigen::Index rows, Eigen::Index) {
+                for (Eigen::Index r = i; r < i + rows; ++r) {
+                  const Eigen::Index o = r * Dh;
+                  gelu_dropout_backward(d2 + o, dg2 + o, Dh, mh2 ? mh2 + o : nullptr, scale);
+                  dbc1 += CArrMap<S>(dg2 + o, Dh);
+                }
+              });
+  nn::gemm<S>(true, false, Dh, D, M, dg2, Dh, cc.n2.data(), D, blk.chan_w1.weight.grad.data(), D, true, ws.gemm);
+  nn::gemm<S>(false, false, M, D, Dh, dg2, Dh, blk.chan_w1.weight.value.data(), D, ws.dn.data(), D, false, ws.gemm);
   blk.chan_norm.backward(cc.xmid, ws.dn, ws.dx);  // dx now holds dL/d(xmid)
 
   // token mixing
