@@ -51,49 +51,6 @@ namespace detail {
 
 constexpr Eigen::Index kGemmMr = 12, kGemmNr = 32, kGemmKc = 256;
 
-/// Packs rows [i0, i0 + m) x cols [k0, k0 + kc) of op(A) into panels of kGemmMr rows, each
-/// stored k-major (kGemmMr values per k), rows past m zero.
-template <bool TransA>
-inline void gemm_pack_a(const float* A, Eigen::Index lda, Eigen::Index i0, Eigen::Index m, Eigen::Index k0,
-                        Eigen::Index kc, float* dst) {
-  for (Eigen::Index p = 0; p < m; p += kGemmMr) {
-    const Eigen::Index rows = std::min(kGemmMr, m - p);
-    float* out = dst + p * kc;
-    for (Eigen::Index k = 0; k < kc; ++k) {
-      float* o = out + k * kGemmMr;
-      Eigen::Index r = 0;
-      if (TransA) {
-        const float* src = A + (k0 + k) * lda + i0 + p;
-        for (; r < rows; ++r) o[r] = src[r];
-        for (; r < kGemmMr; ++r) o[r] = 0.0f;
-      } else {
-        for (r = rows; r < kGemmMr; ++r) o[r] = 0.0f;
-      }
-    }
-    if (!TransA)  // row by row: sequential reads
-      for (Eigen::Index r = 0; r < rows; ++r) {
-        const float* src = A + (i0 + p + r) * lda + k0;
-        for (Eigen::Index k = 0; k < kc; ++k) out[k * kGemmMr + r] = src[k];
-      }
-  }
-}
-
-/// Packs rows [k0, k0 + kc) x cols [j0, j0 + n) of B (not transposed) into one panel of
-/// kGemmNr columns, k-major, columns past n zero.
-inline void gemm_pack_b(const float* B, Eigen::Index ldb, Eigen::Index k0, Eigen::Index kc, Eigen::Index j0,
-                        Eigen::Index n, float* dst) {
-  for (Eigen::Index k = 0; k < kc; ++k) {
-    const float* src = B + (k0 + k) * ldb + j0;
-    float* o = dst + k * kGemmNr;
-    if (n == kGemmNr) {
-      std::memcpy(o, src, sizeof(float) * kGemmNr);
-    } else {
-      std::memcpy(o, src, sizeof(float) * static_cast<std::size_t>(n));
-      std::fill(o + n, o + kGemmNr, 0.0f);
-    }
-  }
-}
-
 #if NANONAV_GEMM_AVX512
 /// Transposes 16 rows of 16 floats (src, row stride lds) into dst (row stride ldd): in-register,
 /// 4 shuffle stages. (GCC 12 warns inside its own unpack/shuffle intrinsics, whose unmasked
@@ -125,6 +82,71 @@ inline void transpose16x16(const float* src, Eigen::Index lds, float* dst, Eigen
   }
 }
 #pragma GCC diagnostic pop
+#endif
+
+/// Packs rows [i0, i0 + m) x cols [k0, k0 + kc) of op(A) into panels of kGemmMr rows, each
+/// stored k-major (kGemmMr values per k), rows past m zero.
+template <bool TransA>
+inline void gemm_pack_a(const float* A, Eigen::Index lda, Eigen::Index i0, Eigen::Index m, Eigen::Index k0,
+                        Eigen::Index kc, float* dst) {
+  for (Eigen::Index p = 0; p < m; p += kGemmMr) {
+    const Eigen::Index rows = std::min(kGemmMr, m - p);
+    float* out = dst + p * kc;
+    for (Eigen::Index k = 0; k < kc; ++k) {
+      float* o = out + k * kGemmMr;
+      Eigen::Index r = 0;
+      if (TransA) {
+        const float* src = A + (k0 + k) * lda + i0 + p;
+#if NANONAV_GEMM_AVX512
+        if (rows == kGemmMr) {
+          _mm512_mask_storeu_ps(o, __mmask16(0x0FFF), _mm512_maskz_loadu_ps(__mmask16(0x0FFF), src));
+          continue;
+        }
+#endif
+        for (; r < rows; ++r) o[r] = src[r];
+        for (; r < kGemmMr; ++r) o[r] = 0.0f;
+      } else {
+        for (r = rows; r < kGemmMr; ++r) o[r] = 0.0f;
+      }
+    }
+    if (!TransA) {
+      Eigen::Index k = 0;
+#if NANONAV_GEMM_AVX512
+      // 16 rows exist from this panel on (the 4 beyond it are read and dropped): 16x16 register
+      // transposes move 16 k at a time
+      if (p + 16 <= m)
+        for (; k + 16 <= kc; k += 16) {
+          alignas(64) float t[16 * 16];
+          transpose16x16(A + (i0 + p) * lda + k0 + k, lda, t, 16);
+          for (int kk = 0; kk < 16; ++kk)
+            _mm512_mask_storeu_ps(out + (k + kk) * kGemmMr, __mmask16(0x0FFF), _mm512_load_ps(t + kk * 16));
+        }
+#endif
+      for (Eigen::Index r = 0; r < rows; ++r) {  // the rest row by row: sequential reads
+        const float* src = A + (i0 + p + r) * lda + k0;
+        for (Eigen::Index kk = k; kk < kc; ++kk) out[kk * kGemmMr + r] = src[kk];
+      }
+    }
+  }
+}
+
+/// Packs rows [k0, k0 + kc) x cols [j0, j0 + n) of B (not transposed) into one panel of
+/// kGemmNr columns, k-major, columns past n zero.
+inline void gemm_pack_b(const float* B, Eigen::Index ldb, Eigen::Index k0, Eigen::Index kc, Eigen::Index j0,
+                        Eigen::Index n, float* dst) {
+  for (Eigen::Index k = 0; k < kc; ++k) {
+    const float* src = B + (k0 + k) * ldb + j0;
+    float* o = dst + k * kGemmNr;
+    if (n == kGemmNr) {
+      std::memcpy(o, src, sizeof(float) * kGemmNr);
+    } else {
+      std::memcpy(o, src, sizeof(float) * static_cast<std::size_t>(n));
+      std::fill(o + n, o + kGemmNr, 0.0f);
+    }
+  }
+}
+
+#if NANONAV_GEMM_AVX512
 
 /// Like gemm_pack_b for B stored transposed (N x K, stride ldb): the panel's k-major rows are
 /// columns of the storage, moved by 16x16 register transposes where whole blocks exist.
