@@ -346,7 +346,7 @@ class TrmWorkspace {
   nn::Mat<S> dw1t;  // (T, 4dim) the transpose of one block's tok_w1 gradient
   nn::Mat<S> emb, demb;  // (T*C, dim) with input injection: the embedding and its gradient
   nn::Mat<S> aux_pred, daux;  // (N*N*C, 1) with the aux head: its predictions and their gradient
-  nn::GemmScratch gemm;       // packing buffers of the token-mixing products (nn/gemm.hpp)
+  nn::GemmScratch gemm;       // packing buffers of the mixer blocks' products (nn/gemm.hpp)
 
  private:
   int chunk_ = -1, cached_ = -1, dim_ = -1, tokens_ = -1, depth_ = -1;
@@ -360,8 +360,8 @@ using ArrMap = Eigen::Map<Eigen::Array<S, Eigen::Dynamic, 1>>;
 template <class S>
 using CArrMap = Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, 1>>;
 
-/// g = Dropout(GELU(a)) over n entries (a += bias, or a += bias_vec entrywise, first). With keep (an application that backward will visit),
-/// a is then overwritten by GELU'(a) = Φ(a) + a φ(a), which is all backward needs of a: erf is
+/// g = Dropout(GELU(a)) over n entries, after a += bias (and a += bias_vec entrywise, if given).
+/// With keep (an application that backward will visit), a is then overwritten by GELU'(a) = Φ(a) + a φ(a), which is all backward needs of a: erf is
 /// evaluated once per training step instead of once forward and once backward. Works through
 /// blocks of 256 entries so the Φ(a) scratch stays in L1.
 template <class S>
@@ -431,9 +431,9 @@ inline void block_forward(const TrmBlock<S>& blk, const TrmConfig& c, int chunk,
   const std::uint8_t* mo2 = dr.active ? cc.m_o2.data() : nullptr;
 
   // token mixing: xmid = x + Dropout(W2 Dropout(GELU(W1 LN(x) + b1)) + b2)
-  // Both products run their elementwise work as the epilogue of each finished tile
-  // (nn/gemm.hpp): a1 = W1 n1, then per tile a1 += b1, g1 = Dropout(GELU(a1)), a1 = GELU'(a1);
-  // z1 = W2 g1 (into xmid), then per tile xmid = x + Dropout(z1 + b2).
+  // Both products run their elementwise work as the epilogue of each finished row panel
+  // (nn/gemm.hpp): a1 = W1 n1, then a1 += b1, g1 = Dropout(GELU(a1)), a1 = GELU'(a1);
+  // z1 = W2 g1 (into xmid), then xmid = x + Dropout(z1 + b2).
   const int H = 4 * D;
   blk.tok_norm.forward(nn::ConstMatMap<S>(x, M, D), cc.n1);
   const S* b1 = blk.tok_w1.bias.value.data();
