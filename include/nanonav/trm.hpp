@@ -361,9 +361,10 @@ template <class S>
 using CArrMap = Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, 1>>;
 
 /// g = Dropout(GELU(a)) over n entries, after a += bias (and a += bias_vec entrywise, if given).
-/// With keep (an application that backward will visit), a is then overwritten by GELU'(a) = Φ(a) + a φ(a), which is all backward needs of a: erf is
-/// evaluated once per training step instead of once forward and once backward. Works through
-/// blocks of 256 entries so the Φ(a) scratch stays in L1.
+/// With keep (an application that backward will visit), a is then overwritten by
+/// GELU'(a) = Φ(a) + a φ(a), which is all backward needs of a: erf is evaluated once per
+/// training step instead of once forward and once backward. Works through blocks of 256
+/// entries so the Φ(a) scratch stays in L1.
 template <class S>
 inline void gelu_dropout_forward(S* a, S* g, Eigen::Index n, const std::uint8_t* mask, S scale,
                                       bool keep, S bias = S(0), const S* bias_vec = nullptr) {
