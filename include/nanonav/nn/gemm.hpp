@@ -82,13 +82,12 @@ inline void transpose16x16(const float* src, Eigen::Index lds, float* dst, Eigen
   }
 }
 #pragma GCC diagnostic pop
-#endif
 
-/// Packs rows [i0, i0 + m) x cols [k0, k0 + kc) of op(A) into panels of kGemmMr rows, each
+/// Packs rows [0, m) x cols [k0, k0 + kc) of op(A) into panels of kGemmMr rows, each
 /// stored k-major (kGemmMr values per k), rows past m zero.
 template <bool TransA>
-inline void gemm_pack_a(const float* A, Eigen::Index lda, Eigen::Index i0, Eigen::Index m, Eigen::Index k0,
-                        Eigen::Index kc, float* dst) {
+inline void gemm_pack_a(const float* A, Eigen::Index lda, Eigen::Index m, Eigen::Index k0, Eigen::Index kc,
+                        float* dst) {
   for (Eigen::Index p = 0; p < m; p += kGemmMr) {
     const Eigen::Index rows = std::min(kGemmMr, m - p);
     float* out = dst + p * kc;
@@ -96,13 +95,11 @@ inline void gemm_pack_a(const float* A, Eigen::Index lda, Eigen::Index i0, Eigen
       float* o = out + k * kGemmMr;
       Eigen::Index r = 0;
       if (TransA) {
-        const float* src = A + (k0 + k) * lda + i0 + p;
-#if NANONAV_GEMM_AVX512
+        const float* src = A + (k0 + k) * lda + p;
         if (rows == kGemmMr) {
           _mm512_mask_storeu_ps(o, __mmask16(0x0FFF), _mm512_maskz_loadu_ps(__mmask16(0x0FFF), src));
           continue;
         }
-#endif
         for (; r < rows; ++r) o[r] = src[r];
         for (; r < kGemmMr; ++r) o[r] = 0.0f;
       } else {
@@ -111,19 +108,17 @@ inline void gemm_pack_a(const float* A, Eigen::Index lda, Eigen::Index i0, Eigen
     }
     if (!TransA) {
       Eigen::Index k = 0;
-#if NANONAV_GEMM_AVX512
       // 16 rows exist from this panel on (the 4 beyond it are read and dropped): 16x16 register
       // transposes move 16 k at a time
       if (p + 16 <= m)
         for (; k + 16 <= kc; k += 16) {
           alignas(64) float t[16 * 16];
-          transpose16x16(A + (i0 + p) * lda + k0 + k, lda, t, 16);
+          transpose16x16(A + p * lda + k0 + k, lda, t, 16);
           for (int kk = 0; kk < 16; ++kk)
             _mm512_mask_storeu_ps(out + (k + kk) * kGemmMr, __mmask16(0x0FFF), _mm512_load_ps(t + kk * 16));
         }
-#endif
       for (Eigen::Index r = 0; r < rows; ++r) {  // the rest row by row: sequential reads
-        const float* src = A + (i0 + p + r) * lda + k0;
+        const float* src = A + (p + r) * lda + k0;
         for (Eigen::Index kk = k; kk < kc; ++kk) out[kk * kGemmMr + r] = src[kk];
       }
     }
@@ -137,7 +132,7 @@ inline void gemm_pack_b(const float* B, Eigen::Index ldb, Eigen::Index k0, Eigen
   for (Eigen::Index k = 0; k < kc; ++k) {
     const float* src = B + (k0 + k) * ldb + j0;
     float* o = dst + k * kGemmNr;
-    if (n == kGemmNr) {
+    if (n == kGemmNr) {  // a fixed-size copy: two vector moves, no call
       std::memcpy(o, src, sizeof(float) * kGemmNr);
     } else {
       std::memcpy(o, src, sizeof(float) * static_cast<std::size_t>(n));
@@ -145,8 +140,6 @@ inline void gemm_pack_b(const float* B, Eigen::Index ldb, Eigen::Index k0, Eigen
     }
   }
 }
-
-#if NANONAV_GEMM_AVX512
 
 /// Like gemm_pack_b for B stored transposed (N x K, stride ldb): the panel's k-major rows are
 /// columns of the storage, moved by 16x16 register transposes where whole blocks exist.
@@ -254,7 +247,7 @@ inline void gemm_avx512(Eigen::Index M, Eigen::Index N, Eigen::Index K, const fl
     const Eigen::Index kc = std::min(kGemmKc, K - k0);
     const bool last = k0 + kc == K;
     const bool load = accumulate || k0 > 0;
-    gemm_pack_a<TransA>(A, lda, 0, M, k0, kc, ap);
+    gemm_pack_a<TransA>(A, lda, M, k0, kc, ap);
     for (Eigen::Index j = 0; j < N; j += kGemmNr) {
       if (TransB)
         gemm_pack_bt(B, ldb, k0, kc, j, std::min(kGemmNr, N - j), bp + j * kc);
