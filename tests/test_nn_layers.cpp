@@ -165,6 +165,27 @@ TEST_CASE("GELU is the exact erf form; gradient", "[nn]") {
   }
 }
 
+TEST_CASE("Dropout: the mask is the documented stream (vector lanes or not), rng advanced alike", "[nn]") {
+  // The definition: entry 2i from the low 32 bits of output i, 2i + 1 from the high 32 bits.
+  for (double p : {0.0, 0.1, 0.5, 0.9}) {
+    const nn::Dropout drop(p);
+    const auto threshold = static_cast<std::uint64_t>(std::llround(p * 4294967296.0));
+    for (std::size_t n : {0, 1, 2, 15, 16, 17, 31, 32, 33, 64, 100, 1001}) {
+      Rng a(77 + n), b(77 + n);
+      std::vector<std::uint8_t> got(n + 3, 9), want(n + 3, 9);
+      drop.sample_mask(a, got.data(), n);
+      for (std::size_t i = 0; i < n; i += 2) {
+        const std::uint64_t u = b.next_u64();
+        want[i] = (u & 0xFFFFFFFFull) >= threshold;
+        if (i + 1 < n) want[i + 1] = (u >> 32) >= threshold;
+      }
+      INFO("p = " << p << ", n = " << n);
+      CHECK(got == want);  // includes the 3 bytes past n, untouched
+      CHECK(a.state() == b.state());
+    }
+  }
+}
+
 TEST_CASE("Dropout: seeded mask, inverted scaling, identity in eval, gradient", "[nn]") {
   const nn::Dropout drop(0.25);
   std::vector<std::uint8_t> m1(10001), m2(10001);

@@ -22,12 +22,17 @@ class Rng {
     return Rng(r.next_u64() ^ stream);
   }
 
-  std::uint64_t next_u64() noexcept {
-    std::uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
+  /// The state's increment per draw.
+  static constexpr std::uint64_t kGamma = 0x9E3779B97F4A7C15ull;
+  /// SplitMix64's output function: draw k (k = 1, 2, ...) of a generator in state s is
+  /// mix(s + k * kGamma), so draws can be computed independently, e.g. in vector lanes.
+  static constexpr std::uint64_t mix(std::uint64_t z) noexcept {
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
   }
+
+  std::uint64_t next_u64() noexcept { return mix(state_ += kGamma); }
 
   /// Uniform integer in [0, n), unbiased (Lemire's multiply-shift with rejection).
   std::uint64_t below(std::uint64_t n) noexcept {
