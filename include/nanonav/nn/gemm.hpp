@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <new>
 #include <type_traits>
 #include <vector>
 
@@ -37,6 +38,31 @@ namespace nanonav::nn {
 /// Packing buffers of the kernel; one per thread (the TRM keeps one in each workspace).
 struct GemmScratch {
   std::vector<float> a, b;
+};
+
+/// A std::allocator that aligns to 64 bytes (the kernel loads packed B panels aligned).
+template <class T>
+struct Aligned64Allocator {
+  using value_type = T;
+  Aligned64Allocator() noexcept = default;
+  template <class U>
+  Aligned64Allocator(const Aligned64Allocator<U>&) noexcept {}
+  T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64))); }
+  void deallocate(T* p, std::size_t) noexcept { ::operator delete(p, std::align_val_t(64)); }
+  template <class U>
+  bool operator==(const Aligned64Allocator<U>&) const noexcept { return true; }
+  template <class U>
+  bool operator!=(const Aligned64Allocator<U>&) const noexcept { return false; }
+};
+
+/// op(A) or op(B) of a product packed once into the kernel's panels (pack_a / pack_b below), for
+/// an operand that many products share: the TRM's weights across its recursion. Passed to gemm
+/// in place of the packing the call would do; the result is the same to the bit. Where gemm
+/// runs on Eigen nothing is packed (data stays empty) and gemm reads the matrix itself.
+struct PackedOperand {
+  std::vector<float, Aligned64Allocator<float>> data;
+  Eigen::Index rows = 0, cols = 0;  ///< of op(X): M x K for an A operand, K x N for a B operand
+  bool is_b = false;
 };
 
 /// True when gemm<float> uses the hand-written kernel (AVX-512 build) rather than Eigen.
@@ -217,10 +243,31 @@ inline void gemm_tile(Eigen::Index rows, Eigen::Index cols, Eigen::Index kc, con
   }
 }
 
+/// op(A) (M x K) packed for every k-block: block k0 at offset mpad * k0, as gemm_avx512 reads it.
+template <bool TransA>
+inline void gemm_pack_a_all(const float* A, Eigen::Index lda, Eigen::Index M, Eigen::Index K, float* dst) {
+  const Eigen::Index mpad = (M + kGemmMr - 1) / kGemmMr * kGemmMr;
+  for (Eigen::Index k0 = 0; k0 < K; k0 += kGemmKc)
+    gemm_pack_a<TransA>(A, lda, M, k0, std::min(kGemmKc, K - k0), dst + mpad * k0);
+}
+
+/// op(B) (K x N) packed for k-block [k0, k0 + kc): panel j at offset j * kc of dst.
+template <bool TransB>
+inline void gemm_pack_b_block(const float* B, Eigen::Index ldb, Eigen::Index N, Eigen::Index k0, Eigen::Index kc,
+                              float* dst) {
+  for (Eigen::Index j = 0; j < N; j += kGemmNr) {
+    if (TransB)
+      gemm_pack_bt(B, ldb, k0, kc, j, std::min(kGemmNr, N - j), dst + j * kc);
+    else
+      gemm_pack_b(B, ldb, k0, kc, j, std::min(kGemmNr, N - j), dst + j * kc);
+  }
+}
+
 template <bool TransA, bool TransB, class Epilogue>
 inline void gemm_avx512(Eigen::Index M, Eigen::Index N, Eigen::Index K, const float* A, Eigen::Index lda,
                         const float* B, Eigen::Index ldb, float* C, Eigen::Index ldc, bool accumulate,
-                        GemmScratch& scratch, const Epilogue& epilogue) {
+                        GemmScratch& scratch, const Epilogue& epilogue, const float* packed_a,
+                        const float* packed_b) {
   if (K == 0) {
     if (!accumulate)
       for (Eigen::Index i = 0; i < M; ++i) std::fill(C + i * ldc, C + i * ldc + N, 0.0f);
@@ -230,16 +277,21 @@ inline void gemm_avx512(Eigen::Index M, Eigen::Index N, Eigen::Index K, const fl
   const Eigen::Index kc_max = std::min(K, kGemmKc);
   const Eigen::Index mpad = (M + kGemmMr - 1) / kGemmMr * kGemmMr;
   const Eigen::Index npad = (N + kGemmNr - 1) / kGemmNr * kGemmNr;
-  if (scratch.a.size() < static_cast<std::size_t>(mpad * kc_max))
-    scratch.a.resize(static_cast<std::size_t>(mpad * kc_max));
-  // every B panel of a k-block, 64-byte aligned inside the buffer
-  const std::size_t bneed = static_cast<std::size_t>(kc_max * npad + 16);
-  if (scratch.b.size() < bneed) scratch.b.resize(bneed);
-  float* bp = scratch.b.data();
-  while (reinterpret_cast<std::uintptr_t>(bp) % 64 != 0) ++bp;
-  float* ap = scratch.a.data();
+  float* abuf = nullptr;  // packing buffers, where the operand is not packed already
+  float* bbuf = nullptr;
+  if (!packed_a) {
+    if (scratch.a.size() < static_cast<std::size_t>(mpad * kc_max))
+      scratch.a.resize(static_cast<std::size_t>(mpad * kc_max));
+    abuf = scratch.a.data();
+  }
+  if (!packed_b) {  // every B panel of a k-block, 64-byte aligned inside the buffer
+    const std::size_t bneed = static_cast<std::size_t>(kc_max * npad + 16);
+    if (scratch.b.size() < bneed) scratch.b.resize(bneed);
+    bbuf = scratch.b.data();
+    while (reinterpret_cast<std::uintptr_t>(bbuf) % 64 != 0) ++bbuf;
+  }
 
-  // Order: per k-block, pack op(A) and B whole (both stay in L2), then walk C row panel by row
+  // Order: per k-block, pack op(A) and B whole unless given packed (both stay in L2), then walk C row panel by row
   // panel, left to right, so that its rows are written sequentially (walking column panels
   // instead scatters the writes over every row of C: measured 1.4x slower for a (512, 1024) C).
   // The epilogue gets whole row panels: long contiguous rows for its elementwise loops.
@@ -247,13 +299,16 @@ inline void gemm_avx512(Eigen::Index M, Eigen::Index N, Eigen::Index K, const fl
     const Eigen::Index kc = std::min(kGemmKc, K - k0);
     const bool last = k0 + kc == K;
     const bool load = accumulate || k0 > 0;
-    gemm_pack_a<TransA>(A, lda, M, k0, kc, ap);
-    for (Eigen::Index j = 0; j < N; j += kGemmNr) {
-      if (TransB)
-        gemm_pack_bt(B, ldb, k0, kc, j, std::min(kGemmNr, N - j), bp + j * kc);
-      else
-        gemm_pack_b(B, ldb, k0, kc, j, std::min(kGemmNr, N - j), bp + j * kc);
-    }
+    const float* ap = abuf;
+    const float* bp = bbuf;
+    if (packed_a)
+      ap = packed_a + mpad * k0;
+    else
+      gemm_pack_a<TransA>(A, lda, M, k0, kc, abuf);
+    if (packed_b)
+      bp = packed_b + npad * k0;
+    else
+      gemm_pack_b_block<TransB>(B, ldb, N, k0, kc, bbuf);
     for (Eigen::Index i = 0; i < M; i += kGemmMr) {
       const Eigen::Index mr = std::min(kGemmMr, M - i);
       for (Eigen::Index j = 0; j < N; j += kGemmNr) {
@@ -272,27 +327,79 @@ inline void gemm_avx512(Eigen::Index M, Eigen::Index N, Eigen::Index K, const fl
 
 }  // namespace detail
 
+/// Packs op(A) (M x K; A stored M x K, or K x M with trans_a, row stride lda) for gemm calls
+/// that share it. A no-op apart from the shape where gemm<S> runs on Eigen.
+template <class S>
+inline void pack_a(bool trans_a, Eigen::Index M, Eigen::Index K, const S* A, Eigen::Index lda, PackedOperand& out) {
+  out.rows = M;
+  out.cols = K;
+  out.is_b = false;
+  (void)trans_a;
+  (void)A;
+  (void)lda;
+#if NANONAV_GEMM_AVX512
+  if constexpr (std::is_same_v<S, float>) {
+    const Eigen::Index mpad = (M + detail::kGemmMr - 1) / detail::kGemmMr * detail::kGemmMr;
+    out.data.resize(static_cast<std::size_t>(mpad * K));
+    if (trans_a)
+      detail::gemm_pack_a_all<true>(A, lda, M, K, out.data.data());
+    else
+      detail::gemm_pack_a_all<false>(A, lda, M, K, out.data.data());
+  }
+#endif
+}
+
+/// Packs op(B) (K x N; B stored K x N, or N x K with trans_b, row stride ldb), as pack_a.
+template <class S>
+inline void pack_b(bool trans_b, Eigen::Index K, Eigen::Index N, const S* B, Eigen::Index ldb, PackedOperand& out) {
+  out.rows = K;
+  out.cols = N;
+  out.is_b = true;
+  (void)trans_b;
+  (void)B;
+  (void)ldb;
+#if NANONAV_GEMM_AVX512
+  if constexpr (std::is_same_v<S, float>) {
+    const Eigen::Index npad = (N + detail::kGemmNr - 1) / detail::kGemmNr * detail::kGemmNr;
+    out.data.resize(static_cast<std::size_t>(npad * K));
+    for (Eigen::Index k0 = 0; k0 < K; k0 += detail::kGemmKc) {
+      const Eigen::Index kc = std::min(detail::kGemmKc, K - k0);
+      if (trans_b)
+        detail::gemm_pack_b_block<true>(B, ldb, N, k0, kc, out.data.data() + npad * k0);
+      else
+        detail::gemm_pack_b_block<false>(B, ldb, N, k0, kc, out.data.data() + npad * k0);
+    }
+  }
+#endif
+}
+
 /// C (M x N, row stride ldc) = op(A) op(B), or C += op(A) op(B) with `accumulate`; op(A) is A
 /// (M x K, stride lda) or, with trans_a, the transpose of A stored (K x M, stride lda); op(B) is
 /// B (K x N, stride ldb) or, with trans_b, the transpose of B stored (N x K, stride ldb).
 /// Afterwards epilogue(i, j, rows, cols) is called on disjoint blocks of C that cover it (each
 /// once, after its final value is in C), e.g. for bias + GELU while the block is in cache (the
 /// kernel hands over row panels of up to 12 full rows; Eigen the whole of C). C must not
-/// overlap A or B.
+/// overlap A or B. packed_a / packed_b, if given, are op(A) / op(B) packed by pack_a / pack_b
+/// from the same A / B (which must still be passed: the Eigen path reads them).
 template <class S, class Epilogue = NoEpilogue>
 inline void gemm(bool trans_a, bool trans_b, Eigen::Index M, Eigen::Index N, Eigen::Index K, const S* A,
                  Eigen::Index lda, const S* B, Eigen::Index ldb, S* C, Eigen::Index ldc, bool accumulate,
-                 GemmScratch& scratch, const Epilogue& epilogue = Epilogue{}) {
+                 GemmScratch& scratch, const Epilogue& epilogue = Epilogue{},
+                 const PackedOperand* packed_a = nullptr, const PackedOperand* packed_b = nullptr) {
+  NANONAV_ASSERT(!packed_a || (!packed_a->is_b && packed_a->rows == M && packed_a->cols == K));
+  NANONAV_ASSERT(!packed_b || (packed_b->is_b && packed_b->rows == K && packed_b->cols == N));
 #if NANONAV_GEMM_AVX512
   if constexpr (std::is_same_v<S, float>) {
+    const float* pa = packed_a ? packed_a->data.data() : nullptr;
+    const float* pb = packed_b ? packed_b->data.data() : nullptr;
     if (trans_a && trans_b)
-      detail::gemm_avx512<true, true>(M, N, K, A, lda, B, ldb, C, ldc, accumulate, scratch, epilogue);
+      detail::gemm_avx512<true, true>(M, N, K, A, lda, B, ldb, C, ldc, accumulate, scratch, epilogue, pa, pb);
     else if (trans_a)
-      detail::gemm_avx512<true, false>(M, N, K, A, lda, B, ldb, C, ldc, accumulate, scratch, epilogue);
+      detail::gemm_avx512<true, false>(M, N, K, A, lda, B, ldb, C, ldc, accumulate, scratch, epilogue, pa, pb);
     else if (trans_b)
-      detail::gemm_avx512<false, true>(M, N, K, A, lda, B, ldb, C, ldc, accumulate, scratch, epilogue);
+      detail::gemm_avx512<false, true>(M, N, K, A, lda, B, ldb, C, ldc, accumulate, scratch, epilogue, pa, pb);
     else
-      detail::gemm_avx512<false, false>(M, N, K, A, lda, B, ldb, C, ldc, accumulate, scratch, epilogue);
+      detail::gemm_avx512<false, false>(M, N, K, A, lda, B, ldb, C, ldc, accumulate, scratch, epilogue, pa, pb);
     return;
   }
 #endif
