@@ -360,6 +360,49 @@ TEST_CASE("input injection with grad through the last k: the embedding learns th
   CHECK(g[0].cwiseAbs().maxCoeff() > 0);  // unlike without injection, the embedding is reached
 }
 
+TEST_CASE("the fused float GELU + dropout (+ GELU') agrees with the double form", "[trm]") {
+  // Float goes to the AVX-512 form in AVX-512 builds and to Eigen's erf otherwise; both must
+  // match the double (std::erf) form to float precision, including the tails, huge inputs,
+  // the biases, the dropout mask and lengths that are not a multiple of the vector width.
+  std::vector<double> xs;
+  for (int i = -2400; i <= 2400; ++i) xs.push_back(i * 0.005);  // [-12, 12]
+  for (double v : {-1e20, -1e6, -40.0, -20.0, -1e-30, 0.0, 1e-30, 20.0, 40.0, 1e6, 1e20}) xs.push_back(v);
+  const Eigen::Index n = static_cast<Eigen::Index>(xs.size());
+  Rng rng(31);
+  std::vector<std::uint8_t> mask(xs.size());
+  nn::Dropout(0.3).sample_mask(rng, mask.data(), mask.size());
+  std::vector<float> bias_vec(xs.size());
+  for (auto& b : bias_vec) b = static_cast<float>(rng.uniform() * 0.2 - 0.1);
+  const float bias = 0.25f, scale = 1.0f / 0.7f;
+  for (Eigen::Index len : {n, Eigen::Index{1}, Eigen::Index{15}, Eigen::Index{17}, Eigen::Index{33}}) {
+    for (int variant = 0; variant < 3; ++variant) {  // plain; + bias and mask; + bias_vec
+      std::vector<float> a(static_cast<std::size_t>(len) + 1, 7.0f), g(a.size(), 7.0f);
+      for (Eigen::Index i = 0; i < len; ++i) a[i] = static_cast<float>(xs[i]);
+      const std::uint8_t* mk = variant > 0 ? mask.data() : nullptr;
+      const float b = variant == 1 ? bias : 0.0f;
+      const float* bv = variant == 2 ? bias_vec.data() : nullptr;
+      std::vector<float> in = a;
+      detail::gelu_dropout_forward<float>(a.data(), g.data(), len, mk, variant > 0 ? scale : 1.0f, true, b, bv);
+      double worst_g = 0, worst_d = 0;
+      for (Eigen::Index i = 0; i < len; ++i) {
+        // the reference in double, from the float input the kernel saw
+        const double x = static_cast<double>(static_cast<float>(static_cast<float>(in[i]) + b + (bv ? bv[i] : 0.0f)));
+        const double cdf = 0.5 * (1 + std::erf(x / std::sqrt(2.0)));
+        const double m = mk ? mk[i] * static_cast<double>(scale) : 1.0;
+        const double want_g = x * cdf * m;
+        const double want_d = cdf + x * std::exp(-0.5 * x * x) / std::sqrt(2 * M_PI);
+        worst_g = std::max(worst_g, std::abs(g[i] - want_g) / (1 + std::abs(x) * m));
+        worst_d = std::max(worst_d, std::abs(a[i] - want_d));
+      }
+      INFO("len " << len << ", variant " << variant);
+      CHECK(worst_g < 4e-7);
+      CHECK(worst_d < 4e-7);
+      CHECK(a[static_cast<std::size_t>(len)] == 7.0f);  // nothing past n is touched
+      CHECK(g[static_cast<std::size_t>(len)] == 7.0f);
+    }
+  }
+}
+
 TEST_CASE("float and double forward agree to float tolerance", "[trm]") {
   TrmConfig c;
   c.recursion = 4;

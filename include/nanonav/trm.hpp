@@ -21,7 +21,9 @@
 #include <cmath>
 #include <cstdint>
 #include <exception>
+#include <cstring>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <Eigen/Core>
@@ -257,6 +259,34 @@ struct TrmBlockCache {
   }
 };
 
+/// One mixer block's weights packed for the GEMM kernel (nn::PackedOperand): forward (W1 and
+/// W2 as A operands, Wc1ᵀ and Wc2ᵀ as B operands) and backward (W2ᵀ, W1ᵀ; Wc2, Wc1). Packed
+/// once per micro-batch pass and shared by all R applications; empty on the Eigen path.
+struct TrmPackedBlock {
+  nn::PackedOperand w1, w2, c1t, c2t;  // forward
+  nn::PackedOperand w2t, w1t, c2, c1;  // backward
+};
+
+template <class S>
+inline void pack_block_weights(const TrmBlock<S>& blk, const TrmConfig& c, bool backward, TrmPackedBlock& pk) {
+  const int T = c.tokens(), D = c.dim, H = 4 * D, Dh = D / 2;
+  const S* w1 = blk.tok_w1.weight.value.data();  // (H, T)
+  const S* w2 = blk.tok_w2.weight.value.data();  // (T, H)
+  const S* c1 = blk.chan_w1.weight.value.data();  // (Dh, D)
+  const S* c2 = blk.chan_w2.weight.value.data();  // (D, Dh)
+  if (!backward) {
+    nn::pack_a<S>(false, H, T, w1, T, pk.w1);
+    nn::pack_a<S>(false, T, H, w2, H, pk.w2);
+    nn::pack_b<S>(true, D, Dh, c1, D, pk.c1t);
+    nn::pack_b<S>(true, Dh, D, c2, Dh, pk.c2t);
+  } else {
+    nn::pack_a<S>(true, H, T, w2, H, pk.w2t);
+    nn::pack_a<S>(true, T, H, w1, T, pk.w1t);
+    nn::pack_b<S>(false, D, Dh, c2, Dh, pk.c2);
+    nn::pack_b<S>(false, Dh, D, c1, D, pk.c1);
+  }
+}
+
 /// Where the dropout masks of one micro-batch come from: sample s (index in the whole batch),
 /// application a, block l draw from Rng::stream(seed, (s * (R + 1) + a) * depth + l); the head
 /// uses application index R. Masks thus do not depend on micro-batch size or thread count.
@@ -347,6 +377,7 @@ class TrmWorkspace {
   nn::Mat<S> emb, demb;  // (T*C, dim) with input injection: the embedding and its gradient
   nn::Mat<S> aux_pred, daux;  // (N*N*C, 1) with the aux head: its predictions and their gradient
   nn::GemmScratch gemm;       // packing buffers of the mixer blocks' products (nn/gemm.hpp)
+  std::vector<detail::TrmPackedBlock> packed;  // per block: its weights packed for the kernel
 
  private:
   int chunk_ = -1, cached_ = -1, dim_ = -1, tokens_ = -1, depth_ = -1;
@@ -360,14 +391,83 @@ using ArrMap = Eigen::Map<Eigen::Array<S, Eigen::Dynamic, 1>>;
 template <class S>
 using CArrMap = Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, 1>>;
 
+#if NANONAV_GEMM_AVX512
+/// The float AVX-512 form of gelu_dropout_forward, 16 entries per step. Φ(x) comes from
+/// Abramowitz & Stegun 7.1.26, erfc(z) ≈ t P(t) exp(-z²) with t = 1 / (1 + 0.3275911 z) and
+/// z = |x| / √2 (|error| ≤ 1.5e-7 on erf, so ≤ 7.5e-8 on Φ): its exp(-x²/2) is also the one
+/// φ(x) needs for GELU', so one exp serves both, and the reciprocal is rcp14 plus a Newton
+/// step. No division, no second transcendental. tests/test_trm.cpp checks it against the
+/// double form.
+inline void gelu_dropout_forward_avx512(float* a, float* g, Eigen::Index n, const std::uint8_t* mask,
+                                        float scale, bool keep, float bias, const float* bias_vec) {
+  const __m512 vbias = _mm512_set1_ps(bias), vscale = _mm512_set1_ps(scale);
+  const __m512 one = _mm512_set1_ps(1.0f), half = _mm512_set1_ps(0.5f);
+  for (Eigen::Index i = 0; i < n; i += 16) {
+    const __mmask16 k = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1u);
+    __m512 x = _mm512_add_ps(_mm512_maskz_loadu_ps(k, a + i), vbias);
+    if (bias_vec) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(k, bias_vec + i));
+    // e = exp(u), u = -x²/2 (clamped so that huge |x| gives 0, not inf - inf): u = n ln2 + r,
+    // |r| ≤ ln2 / 2, exp(r) by its Taylor polynomial of degree 7 (error < 1e-8), times 2^n
+    const __m512 u = _mm512_max_ps(_mm512_mul_ps(_mm512_mul_ps(x, x), _mm512_set1_ps(-0.5f)), _mm512_set1_ps(-100.0f));
+    const __m512 nf = _mm512_roundscale_ps(_mm512_mul_ps(u, _mm512_set1_ps(1.44269504088896341f)),
+                                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    // ln 2 = 355/512 + (ln 2 - 355/512): n times the short first part is exact
+    __m512 r = _mm512_fnmadd_ps(nf, _mm512_set1_ps(0.693359375f), u);
+    r = _mm512_fnmadd_ps(nf, _mm512_set1_ps(-2.12194440054690583e-4f), r);
+    __m512 ep = _mm512_set1_ps(1.0f / 5040);
+    ep = _mm512_fmadd_ps(ep, r, _mm512_set1_ps(1.0f / 720));
+    ep = _mm512_fmadd_ps(ep, r, _mm512_set1_ps(1.0f / 120));
+    ep = _mm512_fmadd_ps(ep, r, _mm512_set1_ps(1.0f / 24));
+    ep = _mm512_fmadd_ps(ep, r, _mm512_set1_ps(1.0f / 6));
+    ep = _mm512_fmadd_ps(ep, r, half);
+    ep = _mm512_fmadd_ps(ep, r, one);
+    ep = _mm512_fmadd_ps(ep, r, one);
+    const __m512 e = _mm512_scalef_ps(ep, nf);
+    // t = 1 / (1 + p z), z = |x| / √2: rcp14, then one Newton step (relative error ~1e-8)
+    const __m512 ax = _mm512_abs_ps(x);
+    const __m512 d = _mm512_fmadd_ps(ax, _mm512_set1_ps(0.3275911f * 0.70710678118654752f), one);
+    const __m512 t0 = _mm512_rcp14_ps(d);
+    const __m512 t = _mm512_fmadd_ps(t0, _mm512_fnmadd_ps(d, t0, one), t0);
+    __m512 poly = _mm512_set1_ps(1.061405429f);
+    poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(-1.453152027f));
+    poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(1.421413741f));
+    poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(-0.284496736f));
+    poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(0.254829592f));
+    // h = erfc(z) / 2 = Φ(-|x|); Φ(x) = h for x < 0 (no cancellation in the tail), 1 - h else
+    const __m512 h = _mm512_mul_ps(_mm512_mul_ps(poly, t), _mm512_mul_ps(e, half));
+    const __mmask16 neg = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
+    const __m512 phi_cdf = _mm512_mask_blend_ps(neg, _mm512_sub_ps(one, h), h);
+    __m512 y = _mm512_mul_ps(x, phi_cdf);
+    if (mask) {
+      alignas(16) std::uint8_t tail[16] = {};
+      const std::uint8_t* mp = mask + i;
+      if (k != __mmask16(0xFFFF)) mp = static_cast<const std::uint8_t*>(std::memcpy(tail, mp, static_cast<std::size_t>(n - i)));
+      const __m128i mb = _mm_loadu_si128(reinterpret_cast<const __m128i*>(mp));
+      y = _mm512_mul_ps(y, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(mb)), vscale));
+    }
+    _mm512_mask_storeu_ps(g + i, k, y);
+    // GELU'(x) = Φ(x) + x φ(x), φ(x) = e / √(2π)
+    if (keep)
+      _mm512_mask_storeu_ps(a + i, k, _mm512_fmadd_ps(_mm512_mul_ps(x, e), _mm512_set1_ps(0.39894228040143267794f), phi_cdf));
+  }
+}
+#endif
+
 /// g = Dropout(GELU(a)) over n entries, after a += bias (and a += bias_vec entrywise, if given).
 /// With keep (an application that backward will visit), a is then overwritten by
 /// GELU'(a) = Φ(a) + a φ(a), which is all backward needs of a: erf is evaluated once per
-/// training step instead of once forward and once backward. Works through blocks of 256
-/// entries so the Φ(a) scratch stays in L1.
+/// training step instead of once forward and once backward. Float with AVX-512 goes to
+/// gelu_dropout_forward_avx512; otherwise Eigen's erf, through blocks of 256 entries so the
+/// Φ(a) scratch stays in L1.
 template <class S>
 inline void gelu_dropout_forward(S* a, S* g, Eigen::Index n, const std::uint8_t* mask, S scale,
                                       bool keep, S bias = S(0), const S* bias_vec = nullptr) {
+#if NANONAV_GEMM_AVX512
+  if constexpr (std::is_same_v<S, float>) {
+    gelu_dropout_forward_avx512(a, g, n, mask, scale, keep, bias, bias_vec);
+    return;
+  }
+#endif
   constexpr Eigen::Index kBlock = 256;
   alignas(64) S cdf[kBlock];
   for (Eigen::Index i0 = 0; i0 < n; i0 += kBlock) {
@@ -417,11 +517,12 @@ inline void draw_block_masks(const TrmConfig& c, int chunk, int app, int l, cons
 
 /// One mixer block: x (T*C, dim) token-major -> out (may alias x). With keep (the default), cc
 /// receives what backward needs: a1 and a2 then hold GELU' of the pre-activations, not the
-/// pre-activations. Without, cc is only scratch.
+/// pre-activations. Without, cc is only scratch. pk: the block's weights packed by
+/// pack_block_weights (forward), or null to pack them in each product.
 template <class S>
 inline void block_forward(const TrmBlock<S>& blk, const TrmConfig& c, int chunk, const S* x, S* out,
                           TrmBlockCache<S>& cc, nn::GemmScratch& gs, int app, int l, const TrmDropout& dr,
-                          bool keep = true) {
+                          bool keep = true, const TrmPackedBlock* pk = nullptr) {
   const int T = c.tokens(), D = c.dim, Dh = D / 2;
   const Eigen::Index M = static_cast<Eigen::Index>(T) * chunk, CD = static_cast<Eigen::Index>(chunk) * D;
   const S scale = static_cast<S>(1.0 / (1.0 - dr.p));
@@ -446,7 +547,8 @@ inline void block_forward(const TrmBlock<S>& blk, const TrmConfig& c, int chunk,
                   const Eigen::Index o = r * CD + j;
                   gelu_dropout_forward(a1 + o, g1 + o, cols, mh1 ? mh1 + o : nullptr, scale, keep, b1[r]);
                 }
-              });
+              },
+              pk ? &pk->w1 : nullptr);
   const S* b2 = blk.tok_w2.bias.value.data();
   S* xm = cc.xmid.data();
   nn::gemm<S>(false, false, T, CD, H, blk.tok_w2.weight.value.data(), H, g1, CD, xm, CD, false, gs,
@@ -463,7 +565,8 @@ inline void block_forward(const TrmBlock<S>& blk, const TrmConfig& c, int chunk,
                     for (Eigen::Index q = 0; q < cols; ++q) z[q] = xi[q] + (z[q] + b);
                   }
                 }
-              });
+              },
+              pk ? &pk->w2 : nullptr);
   // feature mixing: out = xmid + Dropout(Dropout(GELU(LN(xmid) Wc1ᵀ + bc1)) Wc2ᵀ + bc2)
   // (the same epilogue scheme: a2 = n2 Wc1ᵀ, then per row panel a2 += bc1, g2 = Dropout(GELU),
   // a2 = GELU'; out = g2 Wc2ᵀ, then out = xmid + Dropout(out + bc2))
@@ -477,7 +580,8 @@ inline void block_forward(const TrmBlock<S>& blk, const TrmConfig& c, int chunk,
                   const Eigen::Index o = r * Dh;
                   gelu_dropout_forward(a2 + o, g2 + o, Dh, mh2 ? mh2 + o : nullptr, scale, keep, S(0), bc1);
                 }
-              });
+              },
+              nullptr, pk ? &pk->c1t : nullptr);
   // x is not read again, so out may now be overwritten even when it aliases x.
   const S* bc2 = blk.chan_w2.bias.value.data();
   nn::gemm<S>(false, true, M, D, Dh, g2, Dh, blk.chan_w2.weight.value.data(), Dh, out, D, false, gs,
@@ -493,15 +597,17 @@ inline void block_forward(const TrmBlock<S>& blk, const TrmConfig& c, int chunk,
                     for (Eigen::Index q = 0; q < D; ++q) y[q] = xr[q] + (y[q] + bc2[q]);
                   }
                 }
-              });
+              },
+              nullptr, pk ? &pk->c2t : nullptr);
 }
 
 /// Backward of block_forward: on entry dx holds dL/d(out), on exit dL/d(x); adds the block's
-/// parameter gradients. x is the block input kept by the caller.
+/// parameter gradients. x is the block input kept by the caller. pk: the block's weights
+/// packed by pack_block_weights (backward), or null.
 template <class S>
 inline void block_backward(TrmBlock<S>& blk, const TrmConfig& c, int chunk, const S* x,
                            const TrmBlockCache<S>& cc, bool dropout_active, double p,
-                           TrmWorkspace<S>& ws) {
+                           TrmWorkspace<S>& ws, const TrmPackedBlock* pk = nullptr) {
   const int T = c.tokens(), D = c.dim;
   const Eigen::Index M = static_cast<Eigen::Index>(T) * chunk, CD = static_cast<Eigen::Index>(chunk) * D;
   const S scale = static_cast<S>(1.0 / (1.0 - p));
@@ -532,9 +638,11 @@ inline void block_backward(TrmBlock<S>& blk, const TrmConfig& c, int chunk, cons
                   gelu_dropout_backward(d2 + o, dg2 + o, Dh, mh2 ? mh2 + o : nullptr, scale);
                   dbc1 += CArrMap<S>(dg2 + o, Dh);
                 }
-              });
+              },
+              nullptr, pk ? &pk->c2 : nullptr);
   nn::gemm<S>(true, false, Dh, D, M, dg2, Dh, cc.n2.data(), D, blk.chan_w1.weight.grad.data(), D, true, ws.gemm);
-  nn::gemm<S>(false, false, M, D, Dh, dg2, Dh, blk.chan_w1.weight.value.data(), D, ws.dn.data(), D, false, ws.gemm);
+  nn::gemm<S>(false, false, M, D, Dh, dg2, Dh, blk.chan_w1.weight.value.data(), D, ws.dn.data(), D, false, ws.gemm,
+              nn::NoEpilogue{}, nullptr, pk ? &pk->c1 : nullptr);
   blk.chan_norm.backward(cc.xmid, ws.dn, ws.dx);  // dx now holds dL/d(xmid)
 
   // token mixing
@@ -562,12 +670,14 @@ inline void block_backward(TrmBlock<S>& blk, const TrmConfig& c, int chunk, cons
                   gelu_dropout_backward(d1 + o, dg1 + o, cols, mh1 ? mh1 + o : nullptr, scale);
                   db1[r] += CArrMap<S>(dg1 + o, cols).sum();  // the bias gradient, while in cache
                 }
-              });
+              },
+              pk ? &pk->w2t : nullptr);
   // dW1 += dg1 n1ᵀ, computed as its transpose n1 dg1ᵀ (T rows: the shape the kernel likes)
   nn::gemm<S>(false, true, T, H, CD, cc.n1.data(), CD, dg1, CD, ws.dw1t.data(), H, false, ws.gemm);
   blk.tok_w1.weight.grad += ws.dw1t.transpose();
   // dn1 = W1ᵀ dg1
-  nn::gemm<S>(true, false, T, CD, H, blk.tok_w1.weight.value.data(), T, dg1, CD, ws.dn.data(), CD, false, ws.gemm);
+  nn::gemm<S>(true, false, T, CD, H, blk.tok_w1.weight.value.data(), T, dg1, CD, ws.dn.data(), CD, false, ws.gemm,
+              nn::NoEpilogue{}, pk ? &pk->w1t : nullptr);
   blk.tok_norm.backward(nn::ConstMatMap<S>(x, M, D), ws.dn, ws.dx);  // dx: dL/dx
 }
 
@@ -592,10 +702,14 @@ inline void network_forward(const Trm<S>& model, int chunk, int cached, const Tr
   const int R = c.recursion, L = c.depth;
   const Eigen::Index M = static_cast<Eigen::Index>(c.tokens()) * chunk;
   const bool inject = c.input_injection;
+  ws.packed.resize(static_cast<std::size_t>(L));
+  for (int l = 0; l < L; ++l) pack_block_weights(model.blocks[l], c, false, ws.packed[static_cast<std::size_t>(l)]);
   for (int a = 0; a < R - cached; ++a) {
     if (inject && a > 0) ws.states[0] += ws.emb;
     S* x = ws.states[0].data();
-    for (int l = 0; l < L; ++l) block_forward(model.blocks[l], c, chunk, x, x, ws.caches[0], ws.gemm, a, l, dr, false);
+    for (int l = 0; l < L; ++l)
+      block_forward(model.blocks[l], c, chunk, x, x, ws.caches[0], ws.gemm, a, l, dr, false,
+                    &ws.packed[static_cast<std::size_t>(l)]);
     model.norm.forward(ws.states[0], ws.states[0]);
   }
   for (int k = 0; k < cached; ++k) {
@@ -605,7 +719,8 @@ inline void network_forward(const Trm<S>& model, int chunk, int cached, const Tr
     if (inject && a > 0) ws.states[base] += ws.emb;
     for (int l = 0; l < L; ++l)
       block_forward(model.blocks[l], c, chunk, ws.states[base + l].data(), ws.states[base + l + 1].data(),
-                    ws.caches[static_cast<std::size_t>(k) * L + l], ws.gemm, a, l, dr);
+                    ws.caches[static_cast<std::size_t>(k) * L + l], ws.gemm, a, l, dr, true,
+                    &ws.packed[static_cast<std::size_t>(l)]);
     model.norm.forward(ws.states[base + L], ws.states[base + L + 1]);
   }
   (void)M;
@@ -688,6 +803,8 @@ inline void backward_chunk(Trm<S>& model, int chunk, int cached, const TrmDropou
     model.aux_head.backward(ws.states.back().topRows(cells), ws.daux, ws.dx2.topRows(cells));
   }
   // applications, last first
+  ws.packed.resize(static_cast<std::size_t>(L));
+  for (int l = 0; l < L; ++l) pack_block_weights(model.blocks[l], c, true, ws.packed[static_cast<std::size_t>(l)]);
   const bool inject = c.input_injection;
   if (inject) ws.demb.setZero();
   for (int k = cached - 1; k >= 0; --k) {
@@ -696,7 +813,8 @@ inline void backward_chunk(Trm<S>& model, int chunk, int cached, const TrmDropou
     model.norm.backward(ws.states[base + L], ws.dx2, ws.dx);
     for (int l = L - 1; l >= 0; --l)
       block_backward(model.blocks[l], c, chunk, ws.states[base + l].data(),
-                     ws.caches[static_cast<std::size_t>(k) * L + l], dr.active, dr.p, ws);
+                     ws.caches[static_cast<std::size_t>(k) * L + l], dr.active, dr.p, ws,
+                     &ws.packed[static_cast<std::size_t>(l)]);
     // dx = dL/d(application input); with injection that input was x + e, so e gets it too.
     if (inject && R - cached + k > 0) ws.demb += ws.dx;
     ws.dx.swap(ws.dx2);
