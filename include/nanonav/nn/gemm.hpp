@@ -186,7 +186,7 @@ inline void gemm_pack_bt(const float* B, Eigen::Index ldb, Eigen::Index k0, Eige
 /// A tile of R rows and up to 32 columns: C (ldc) = [C +] Ap Bp over kc steps; m0/m1 mask
 /// the columns (0-15, 16-31) that exist, so edge tiles are written in place.
 template <int R>
-inline void gemm_kernel(Eigen::Index kc, const float* Ap, const float* Bp, float* C, Eigen::Index ldc,
+inline void gemm_kernel(Eigen::Index kc, const float* Ap, Eigen::Index ldap, const float* Bp, float* C, Eigen::Index ldc,
                         bool load_c, __mmask16 m0, __mmask16 m1) {
   __m512 c0[R], c1[R];
   if (load_c) {
@@ -207,7 +207,7 @@ inline void gemm_kernel(Eigen::Index kc, const float* Ap, const float* Bp, float
       c0[r] = _mm512_fmadd_ps(a, b0, c0[r]);
       c1[r] = _mm512_fmadd_ps(a, b1, c1[r]);
     }
-    Ap += kGemmMr;
+    Ap += ldap;
     Bp += kGemmNr;
   }
 #pragma GCC unroll 12
@@ -218,28 +218,28 @@ inline void gemm_kernel(Eigen::Index kc, const float* Ap, const float* Bp, float
 }
 
 /// The full 12x32 tile (kept separate from the masked one: plain loads and stores).
-inline void gemm_kernel_12x32(Eigen::Index kc, const float* Ap, const float* Bp, float* C, Eigen::Index ldc,
+inline void gemm_kernel_12x32(Eigen::Index kc, const float* Ap, Eigen::Index ldap, const float* Bp, float* C, Eigen::Index ldc,
                               bool load_c) {
-  gemm_kernel<kGemmMr>(kc, Ap, Bp, C, ldc, load_c, __mmask16(0xFFFF), __mmask16(0xFFFF));
+  gemm_kernel<kGemmMr>(kc, Ap, ldap, Bp, C, ldc, load_c, __mmask16(0xFFFF), __mmask16(0xFFFF));
 }
 
-inline void gemm_tile(Eigen::Index rows, Eigen::Index cols, Eigen::Index kc, const float* Ap, const float* Bp,
+inline void gemm_tile(Eigen::Index rows, Eigen::Index cols, Eigen::Index kc, const float* Ap, Eigen::Index ldap, const float* Bp,
                       float* C, Eigen::Index ldc, bool load_c) {
   const __mmask16 m0 = cols >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << cols) - 1u);
   const __mmask16 m1 = cols >= 32 ? __mmask16(0xFFFF) : cols <= 16 ? __mmask16(0) : __mmask16((1u << (cols - 16)) - 1u);
   switch (rows) {
-    case 12: gemm_kernel<12>(kc, Ap, Bp, C, ldc, load_c, m0, m1); break;
-    case 11: gemm_kernel<11>(kc, Ap, Bp, C, ldc, load_c, m0, m1); break;
-    case 10: gemm_kernel<10>(kc, Ap, Bp, C, ldc, load_c, m0, m1); break;
-    case 9: gemm_kernel<9>(kc, Ap, Bp, C, ldc, load_c, m0, m1); break;
-    case 8: gemm_kernel<8>(kc, Ap, Bp, C, ldc, load_c, m0, m1); break;
-    case 7: gemm_kernel<7>(kc, Ap, Bp, C, ldc, load_c, m0, m1); break;
-    case 6: gemm_kernel<6>(kc, Ap, Bp, C, ldc, load_c, m0, m1); break;
-    case 5: gemm_kernel<5>(kc, Ap, Bp, C, ldc, load_c, m0, m1); break;
-    case 4: gemm_kernel<4>(kc, Ap, Bp, C, ldc, load_c, m0, m1); break;
-    case 3: gemm_kernel<3>(kc, Ap, Bp, C, ldc, load_c, m0, m1); break;
-    case 2: gemm_kernel<2>(kc, Ap, Bp, C, ldc, load_c, m0, m1); break;
-    default: gemm_kernel<1>(kc, Ap, Bp, C, ldc, load_c, m0, m1); break;
+    case 12: gemm_kernel<12>(kc, Ap, ldap, Bp, C, ldc, load_c, m0, m1); break;
+    case 11: gemm_kernel<11>(kc, Ap, ldap, Bp, C, ldc, load_c, m0, m1); break;
+    case 10: gemm_kernel<10>(kc, Ap, ldap, Bp, C, ldc, load_c, m0, m1); break;
+    case 9: gemm_kernel<9>(kc, Ap, ldap, Bp, C, ldc, load_c, m0, m1); break;
+    case 8: gemm_kernel<8>(kc, Ap, ldap, Bp, C, ldc, load_c, m0, m1); break;
+    case 7: gemm_kernel<7>(kc, Ap, ldap, Bp, C, ldc, load_c, m0, m1); break;
+    case 6: gemm_kernel<6>(kc, Ap, ldap, Bp, C, ldc, load_c, m0, m1); break;
+    case 5: gemm_kernel<5>(kc, Ap, ldap, Bp, C, ldc, load_c, m0, m1); break;
+    case 4: gemm_kernel<4>(kc, Ap, ldap, Bp, C, ldc, load_c, m0, m1); break;
+    case 3: gemm_kernel<3>(kc, Ap, ldap, Bp, C, ldc, load_c, m0, m1); break;
+    case 2: gemm_kernel<2>(kc, Ap, ldap, Bp, C, ldc, load_c, m0, m1); break;
+    default: gemm_kernel<1>(kc, Ap, ldap, Bp, C, ldc, load_c, m0, m1); break;
   }
 }
 
@@ -279,7 +279,8 @@ inline void gemm_avx512(Eigen::Index M, Eigen::Index N, Eigen::Index K, const fl
   const Eigen::Index npad = (N + kGemmNr - 1) / kGemmNr * kGemmNr;
   float* abuf = nullptr;  // packing buffers, where the operand is not packed already
   float* bbuf = nullptr;
-  if (!packed_a) {
+  const bool a_in_place = TransA && !packed_a;
+  if (!packed_a && !a_in_place) {
     if (scratch.a.size() < static_cast<std::size_t>(mpad * kc_max))
       scratch.a.resize(static_cast<std::size_t>(mpad * kc_max));
     abuf = scratch.a.data();
@@ -303,8 +304,11 @@ inline void gemm_avx512(Eigen::Index M, Eigen::Index N, Eigen::Index K, const fl
     const float* bp = bbuf;
     if (packed_a)
       ap = packed_a + mpad * k0;
+    else if (a_in_place)
+      ap = A + k0 * lda;
     else
       gemm_pack_a<TransA>(A, lda, M, k0, kc, abuf);
+    const Eigen::Index apanel = a_in_place ? 1 : kc, arow = a_in_place ? lda : kGemmMr;
     if (packed_b)
       bp = packed_b + npad * k0;
     else
@@ -315,9 +319,9 @@ inline void gemm_avx512(Eigen::Index M, Eigen::Index N, Eigen::Index K, const fl
         const Eigen::Index nr = std::min(kGemmNr, N - j);
         float* c = C + i * ldc + j;
         if (mr == kGemmMr && nr == kGemmNr)
-          gemm_kernel_12x32(kc, ap + i * kc, bp + j * kc, c, ldc, load);
+          gemm_kernel_12x32(kc, ap + i * apanel, arow, bp + j * kc, c, ldc, load);
         else
-          gemm_tile(mr, nr, kc, ap + i * kc, bp + j * kc, c, ldc, load);
+          gemm_tile(mr, nr, kc, ap + i * apanel, arow, bp + j * kc, c, ldc, load);
       }
       if (last) epilogue(i, Eigen::Index{0}, mr, N);  // the row panel (<= 12 rows) is final
     }
