@@ -487,14 +487,36 @@ inline void gelu_dropout_forward(S* a, S* g, Eigen::Index n, const std::uint8_t*
 }
 
 /// da = dg * mask * scale * d, written over dg, where d = GELU'(a) was kept by
-/// gelu_dropout_forward (with keep).
+/// gelu_dropout_forward (with keep). Returns the sum of the da (a bias gradient), made in the
+/// same pass; with AVX-512 in float, 16 lanes at a time.
 template <class S>
-inline void gelu_dropout_backward(const S* d, S* dg, Eigen::Index n, const std::uint8_t* mask,
+inline S gelu_dropout_backward(const S* d, S* dg, Eigen::Index n, const std::uint8_t* mask,
                                        S scale) {
+#if NANONAV_GEMM_AVX512
+  if constexpr (std::is_same_v<S, float>) {
+    __m512 acc = _mm512_setzero_ps();
+    const __m512 vscale = _mm512_set1_ps(scale);
+    for (Eigen::Index i = 0; i < n; i += 16) {
+      const __mmask16 k = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1u);
+      __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, dg + i), _mm512_maskz_loadu_ps(k, d + i));
+      if (mask) {
+        alignas(16) std::uint8_t tail[16] = {};
+        const std::uint8_t* mp = mask + i;
+        if (k != __mmask16(0xFFFF)) mp = static_cast<const std::uint8_t*>(std::memcpy(tail, mp, static_cast<std::size_t>(n - i)));
+        const __m128i mb = _mm_loadu_si128(reinterpret_cast<const __m128i*>(mp));
+        v = _mm512_mul_ps(v, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(mb)), vscale));
+      }
+      _mm512_mask_storeu_ps(dg + i, k, v);
+      acc = _mm512_add_ps(acc, v);
+    }
+    return _mm512_reduce_add_ps(acc);
+  }
+#endif
   if (mask)
     for (Eigen::Index i = 0; i < n; ++i) dg[i] = dg[i] * d[i] * (S(mask[i]) * scale);
   else
     for (Eigen::Index i = 0; i < n; ++i) dg[i] *= d[i];
+  return CArrMap<S>(dg, n).sum();
 }
 
 /// Draws the 4 dropout masks of block l, application `app`, for every sample of the chunk.
@@ -667,8 +689,7 @@ inline void block_backward(TrmBlock<S>& blk, const TrmConfig& c, int chunk, cons
               [&](Eigen::Index i, Eigen::Index j, Eigen::Index rows, Eigen::Index cols) {
                 for (Eigen::Index r = i; r < i + rows; ++r) {
                   const Eigen::Index o = r * CD + j;
-                  gelu_dropout_backward(d1 + o, dg1 + o, cols, mh1 ? mh1 + o : nullptr, scale);
-                  db1[r] += CArrMap<S>(dg1 + o, cols).sum();  // the bias gradient, while in cache
+                  db1[r] += gelu_dropout_backward(d1 + o, dg1 + o, cols, mh1 ? mh1 + o : nullptr, scale);
                 }
               },
               pk ? &pk->w2t : nullptr);
