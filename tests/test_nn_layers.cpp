@@ -272,3 +272,47 @@ TEST_CASE("Float and double layers agree to float tolerance", "[nn]") {
   nn::Gelu::forward<float>(zf, yf);
   CHECK((yf.cast<double>() - yd).cwiseAbs().maxCoeff() < 1e-5);
 }
+
+TEST_CASE("LayerNorm in float agrees with double, forward and backward, with a large row mean", "[nn]") {
+  Rng rng(13);
+  // (d = 1 is degenerate: the output is the bias, and dx is float noise times 1/sqrt(eps).)
+  // The tolerances are a few float ulps of the row with mean 30, whose x - mean keeps only
+  // ~20 bits in any float implementation.
+  for (int d : {2, 5, 16, 17, 48, 64, 70, 128})
+    for (bool with_bias : {false, true}) {
+      nn::LayerNorm<double> nd("n", d, with_bias);
+      nn::LayerNorm<float> nf("n", d, with_bias);
+      for (Eigen::Index j = 0; j < d; ++j) {  // gains and biases away from their init
+        nd.gain.value(0, j) = 0.5 + rng.uniform();
+        if (with_bias) nd.bias.value(0, j) = rng.uniform() - 0.5;
+      }
+      nf.gain.value = nd.gain.value.cast<float>();
+      if (with_bias) nf.bias.value = nd.bias.value.cast<float>();
+      MatD x = gradcheck::random_matrix(7, d, rng);
+      x.row(2).array() += 30.0;  // a large mean: the two-pass statistics must keep precision
+      MatD dy = gradcheck::random_matrix(7, d, rng);
+      x = x.cast<float>().cast<double>();  // both paths see the same (float) inputs
+      dy = dy.cast<float>().cast<double>();
+      MatD yd(7, d), dxd = MatD::Constant(7, d, 0.25);
+      nn::Mat<float> yf(7, d), dxf = nn::Mat<float>::Constant(7, d, 0.25f);
+      nd.forward(x, yd);
+      nf.forward(x.cast<float>(), yf);
+      nd.gain.grad.setConstant(0.5);
+      nf.gain.grad.setConstant(0.5f);
+      if (with_bias) {
+        nd.bias.grad.setConstant(0.5);
+        nf.bias.grad.setConstant(0.5f);
+      }
+      nd.backward(x, dy, dxd);  // adds into dx and the grads
+      nf.backward(x.cast<float>(), dy.cast<float>(), dxf);
+      INFO("d " << d << ", bias " << with_bias);
+      CHECK((yf.cast<double>() - yd).cwiseAbs().maxCoeff() < 1e-5);
+      CHECK((dxf.cast<double>() - dxd).cwiseAbs().maxCoeff() < 1e-5);
+      CHECK((nf.gain.grad.cast<double>() - nd.gain.grad).cwiseAbs().maxCoeff() < 1e-5);
+      if (with_bias) CHECK((nf.bias.grad.cast<double>() - nd.bias.grad).cwiseAbs().maxCoeff() < 1e-5);
+      // y may alias x (the TRM normalises its state in place)
+      nn::Mat<float> xf = x.cast<float>();
+      nf.forward(xf, xf);
+      CHECK(xf == yf);
+    }
+}
