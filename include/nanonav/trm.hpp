@@ -509,7 +509,12 @@ inline S gelu_dropout_backward(const S* d, S* dg, Eigen::Index n, const std::uin
       _mm512_mask_storeu_ps(dg + i, k, v);
       acc = _mm512_add_ps(acc, v);
     }
-    return _mm512_reduce_add_ps(acc);
+    // the 16 lanes summed in a fixed order (GCC 12's _mm512_reduce_add_ps warns inside)
+    alignas(64) float lane[16];
+    _mm512_store_ps(lane, acc);
+    float sum = 0.0f;
+    for (float v : lane) sum += v;
+    return sum;
   }
 #endif
   if (mask)

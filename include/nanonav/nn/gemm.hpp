@@ -7,7 +7,8 @@
 /// kernel runs them at ~60 % of the FMA peak and the elementwise passes then stream the
 /// (4 dim, C dim) result through memory again. Here, with AVX-512 and float, a 12x32 register
 /// tile (24 accumulators, 2 vector loads and 12 broadcasts per k) runs over packed panels, and
-/// the epilogue runs on each finished tile while it is still in L1.
+/// the epilogue runs on each finished row panel while it is still in cache. An operand that
+/// many products share (a weight) can be packed once (pack_a / pack_b) and passed in.
 ///
 /// Every other case (double, which the gradient checks use, or a CPU without AVX-512) goes to
 /// Eigen with the epilogue called once on the whole result, so the two paths compute the same
