@@ -392,6 +392,19 @@ template <class S>
 using CArrMap = Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, 1>>;
 
 #if NANONAV_GEMM_AVX512
+/// The lanes of a 16-wide step with `left` entries still to do.
+inline __mmask16 lanes16(Eigen::Index left) noexcept {
+  return left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1u);
+}
+
+/// mask[0..16) (0/1 bytes; only the first `left` read when fewer remain) times scale, as floats.
+inline __m512 mask_times_scale16(const std::uint8_t* mask, Eigen::Index left, __m512 scale) {
+  alignas(16) std::uint8_t tail[16] = {};
+  if (left < 16) mask = static_cast<const std::uint8_t*>(std::memcpy(tail, mask, static_cast<std::size_t>(left)));
+  const __m128i mb = _mm_loadu_si128(reinterpret_cast<const __m128i*>(mask));
+  return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(mb)), scale);
+}
+
 /// The float AVX-512 form of gelu_dropout_forward, 16 entries per step. Φ(x) comes from
 /// Abramowitz & Stegun 7.1.26, erfc(z) ≈ t P(t) exp(-z²) with t = 1 / (1 + 0.3275911 z) and
 /// z = |x| / √2 (|error| ≤ 1.5e-7 on erf, so ≤ 7.5e-8 on Φ): its exp(-x²/2) is also the one
@@ -403,7 +416,7 @@ inline void gelu_dropout_forward_avx512(float* a, float* g, Eigen::Index n, cons
   const __m512 vbias = _mm512_set1_ps(bias), vscale = _mm512_set1_ps(scale);
   const __m512 one = _mm512_set1_ps(1.0f), half = _mm512_set1_ps(0.5f);
   for (Eigen::Index i = 0; i < n; i += 16) {
-    const __mmask16 k = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1u);
+    const __mmask16 k = lanes16(n - i);
     __m512 x = _mm512_add_ps(_mm512_maskz_loadu_ps(k, a + i), vbias);
     if (bias_vec) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(k, bias_vec + i));
     // e = exp(u), u = -x²/2 (clamped so that huge |x| gives 0, not inf - inf): u = n ln2 + r,
@@ -439,11 +452,7 @@ inline void gelu_dropout_forward_avx512(float* a, float* g, Eigen::Index n, cons
     const __m512 phi_cdf = _mm512_mask_blend_ps(neg, _mm512_sub_ps(one, h), h);
     __m512 y = _mm512_mul_ps(x, phi_cdf);
     if (mask) {
-      alignas(16) std::uint8_t tail[16] = {};
-      const std::uint8_t* mp = mask + i;
-      if (k != __mmask16(0xFFFF)) mp = static_cast<const std::uint8_t*>(std::memcpy(tail, mp, static_cast<std::size_t>(n - i)));
-      const __m128i mb = _mm_loadu_si128(reinterpret_cast<const __m128i*>(mp));
-      y = _mm512_mul_ps(y, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(mb)), vscale));
+      y = _mm512_mul_ps(y, mask_times_scale16(mask + i, n - i, vscale));
     }
     _mm512_mask_storeu_ps(g + i, k, y);
     // GELU'(x) = Φ(x) + x φ(x), φ(x) = e / √(2π)
@@ -497,14 +506,10 @@ inline S gelu_dropout_backward(const S* d, S* dg, Eigen::Index n, const std::uin
     __m512 acc = _mm512_setzero_ps();
     const __m512 vscale = _mm512_set1_ps(scale);
     for (Eigen::Index i = 0; i < n; i += 16) {
-      const __mmask16 k = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1u);
+      const __mmask16 k = lanes16(n - i);
       __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, dg + i), _mm512_maskz_loadu_ps(k, d + i));
       if (mask) {
-        alignas(16) std::uint8_t tail[16] = {};
-        const std::uint8_t* mp = mask + i;
-        if (k != __mmask16(0xFFFF)) mp = static_cast<const std::uint8_t*>(std::memcpy(tail, mp, static_cast<std::size_t>(n - i)));
-        const __m128i mb = _mm_loadu_si128(reinterpret_cast<const __m128i*>(mp));
-        v = _mm512_mul_ps(v, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(mb)), vscale));
+        v = _mm512_mul_ps(v, mask_times_scale16(mask + i, n - i, vscale));
       }
       _mm512_mask_storeu_ps(dg + i, k, v);
       acc = _mm512_add_ps(acc, v);
