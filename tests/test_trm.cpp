@@ -106,6 +106,15 @@ int check_all_params(const std::string& what, Trm<double>& m, const std::vector<
   return fails;
 }
 
+// Gives mf the weights of md (rounded to float); returns mf's parameters in slot order.
+std::vector<nn::Param<float>*> copy_to_float(const Trm<double>& md, Trm<float>& mf) {
+  std::vector<nn::Param<float>*> fp;
+  mf.for_each_param([&](nn::Param<float>& q) { fp.push_back(&q); });
+  std::size_t i = 0;
+  md.for_each_param([&](const ParamD& q) { fp[i++]->value = q.value.cast<float>(); });
+  return fp;
+}
+
 }  // namespace
 
 TEST_CASE("TRM dim 64, depth 2 on 8x8 has 84 301 parameters with PyTorch shapes", "[trm]") {
@@ -409,10 +418,7 @@ TEST_CASE("float and double forward agree to float tolerance", "[trm]") {
   Trm<double> md(c);
   md.init(5);
   Trm<float> mf(c);
-  std::vector<nn::Param<float>*> fp;
-  mf.for_each_param([&](nn::Param<float>& p) { fp.push_back(&p); });
-  std::size_t i = 0;
-  md.for_each_param([&](const ParamD& p) { fp[i++]->value = p.value.cast<float>(); });
+  copy_to_float(md, mf);
   const Batch b = random_batch(c, 6, 6);
   TrmWorkspace<double> wd;
   TrmWorkspace<float> wf;
@@ -439,12 +445,9 @@ TEST_CASE("float training gradients (the kernel path) agree with the double grad
     Trm<double> md(c);
     md.init(41);
     Trm<float> mf(c);
-    std::vector<nn::Param<float>*> fp;
-    mf.for_each_param([&](nn::Param<float>& q) { fp.push_back(&q); });
-    std::size_t i = 0;
-    md.for_each_param([&](const ParamD& q) { fp[i++]->value = q.value.cast<float>(); });
+    const std::vector<nn::Param<float>*> fp = copy_to_float(md, mf);
     // the float weights, back in double, so that both start from the same point
-    i = 0;
+    std::size_t i = 0;
     md.for_each_param([&](ParamD& q) { q.value = fp[i++]->value.cast<double>(); });
     const Batch b = random_batch(c, 7, 42);
     TrmTrainer<double> td(md, 1, 3);
