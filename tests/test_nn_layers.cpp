@@ -278,7 +278,7 @@ TEST_CASE("LayerNorm in float agrees with double, forward and backward, with a l
   // (d = 1 is degenerate: the output is the bias, and dx is float noise times 1/sqrt(eps).)
   // The tolerances are a few float ulps of the row with mean 30, whose x - mean keeps only
   // ~20 bits in any float implementation.
-  for (int d : {2, 5, 16, 17, 48, 64, 70, 128})
+  for (int d : {2, 5, 16, 17, 32, 48, 64, 70, 112, 128})
     for (bool with_bias : {false, true}) {
       nn::LayerNorm<double> nd("n", d, with_bias);
       nn::LayerNorm<float> nf("n", d, with_bias);

@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <vector>
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -161,6 +162,142 @@ struct Embedding {
 
 /// y = (x - mean) / sqrt(var + eps) * g + b over each row, biased variance, eps 1e-5
 /// (reference: torch.nn.LayerNorm(dim, bias=...)).
+#if defined(__AVX512F__)
+namespace detail {
+
+/// {Σa, Σb, Σc, Σd} of four 16-lane vectors, each summed in a fixed order. (Zero-masked
+/// extracts for both halves: GCC 12 warns inside the unmasked extract, and its 512-to-256 cast
+/// is that extract.)
+inline __m128 sum4x16(__m512 a, __m512 b, __m512 c, __m512 d) noexcept {
+  const auto halves = [](__m512 v) {
+    const __m512d w = _mm512_castps_pd(v);
+    return _mm256_add_ps(_mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(__mmask8(0xF), w, 0)),
+                         _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(__mmask8(0xF), w, 1)));
+  };
+  const __m256 s = _mm256_hadd_ps(_mm256_hadd_ps(halves(a), halves(b)), _mm256_hadd_ps(halves(c), halves(d)));
+  return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+}
+
+/// Mean and 1 / sqrt(var + eps) of Q <= 4 rows of 16 V floats (row stride ld), as 4 lanes.
+template <int V, int Q>
+inline void layer_norm_stats(const float* x, Eigen::Index ld, float eps, float* mean, float* rstd) noexcept {
+  const __m128 d = _mm_set1_ps(static_cast<float>(16 * V));
+  __m512 s[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+  for (int q = 0; q < Q; ++q)
+    for (int i = 0; i < V; ++i) s[q] = _mm512_add_ps(s[q], _mm512_loadu_ps(x + q * ld + 16 * i));
+  _mm_storeu_ps(mean, _mm_div_ps(sum4x16(s[0], s[1], s[2], s[3]), d));
+  for (int q = 0; q < Q; ++q) {
+    const __m512 m = _mm512_set1_ps(mean[q]);
+    s[q] = _mm512_setzero_ps();
+    for (int i = 0; i < V; ++i) {
+      const __m512 c = _mm512_sub_ps(_mm512_loadu_ps(x + q * ld + 16 * i), m);
+      s[q] = _mm512_fmadd_ps(c, c, s[q]);
+    }
+  }
+  const __m128 var = _mm_div_ps(sum4x16(s[0], s[1], s[2], s[3]), d);
+  _mm_storeu_ps(rstd, _mm_div_ps(_mm_set1_ps(1.0f), _mm_sqrt_ps(_mm_add_ps(var, _mm_set1_ps(eps)))));
+}
+
+/// LayerNorm forward over rows of 16 V floats, four rows at a time (their horizontal sums
+/// share one reduction, so rows do not wait on each other). y may alias x row for row.
+template <int V>
+inline void layer_norm_forward_avx512(const float* x, Eigen::Index ldx, float* y, Eigen::Index ldy, const float* g,
+                                      const float* b, Eigen::Index rows, float eps) noexcept {
+  const auto block = [&](auto q_count, Eigen::Index r) {
+    constexpr int Q = decltype(q_count)::value;
+    alignas(16) float mean[4], rstd[4];
+    layer_norm_stats<V, Q>(x + r * ldx, ldx, eps, mean, rstd);
+    for (int q = 0; q < Q; ++q) {
+      const __m512 m = _mm512_set1_ps(mean[q]), rs = _mm512_set1_ps(rstd[q]);
+      const float* xr = x + (r + q) * ldx;
+      float* yr = y + (r + q) * ldy;
+      for (int i = 0; i < V; ++i) {
+        const __m512 xh = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(xr + 16 * i), m), rs);
+        const __m512 gi = _mm512_loadu_ps(g + 16 * i);
+        _mm512_storeu_ps(yr + 16 * i, b ? _mm512_fmadd_ps(xh, gi, _mm512_loadu_ps(b + 16 * i)) : _mm512_mul_ps(xh, gi));
+      }
+    }
+  };
+  Eigen::Index r = 0;
+  for (; r + 4 <= rows; r += 4) block(std::integral_constant<int, 4>{}, r);
+  for (; r < rows; ++r) block(std::integral_constant<int, 1>{}, r);
+}
+
+/// LayerNorm backward (see LayerNorm::backward) over rows of 16 V floats, four at a time;
+/// dg and db (db may be null) are summed in registers over all rows and added once.
+template <int V>
+inline void layer_norm_backward_avx512(const float* x, Eigen::Index ldx, const float* dy, Eigen::Index lddy,
+                                       float* dx, Eigen::Index lddx, const float* g, float* dg, float* db,
+                                       Eigen::Index rows, float eps) noexcept {
+  __m512 gsum[V], bsum[V];
+  for (int i = 0; i < V; ++i) gsum[i] = bsum[i] = _mm512_setzero_ps();
+  const __m128 d = _mm_set1_ps(static_cast<float>(16 * V));
+  const auto block = [&](auto q_count, Eigen::Index r) {
+    constexpr int Q = decltype(q_count)::value;
+    alignas(16) float mean[4], rstd[4], m1[4], m2[4];
+    layer_norm_stats<V, Q>(x + r * ldx, ldx, eps, mean, rstd);
+    __m512 s1[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    __m512 s2[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    for (int q = 0; q < Q; ++q) {
+      const __m512 m = _mm512_set1_ps(mean[q]), rs = _mm512_set1_ps(rstd[q]);
+      const float* xr = x + (r + q) * ldx;
+      const float* dyr = dy + (r + q) * lddy;
+      for (int i = 0; i < V; ++i) {
+        const __m512 xh = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(xr + 16 * i), m), rs);
+        const __m512 dyi = _mm512_loadu_ps(dyr + 16 * i);
+        const __m512 dxh = _mm512_mul_ps(dyi, _mm512_loadu_ps(g + 16 * i));
+        s1[q] = _mm512_add_ps(s1[q], dxh);
+        s2[q] = _mm512_fmadd_ps(dxh, xh, s2[q]);
+        gsum[i] = _mm512_fmadd_ps(dyi, xh, gsum[i]);
+        bsum[i] = _mm512_add_ps(bsum[i], dyi);
+      }
+    }
+    _mm_storeu_ps(m1, _mm_div_ps(sum4x16(s1[0], s1[1], s1[2], s1[3]), d));
+    _mm_storeu_ps(m2, _mm_div_ps(sum4x16(s2[0], s2[1], s2[2], s2[3]), d));
+    for (int q = 0; q < Q; ++q) {
+      const __m512 m = _mm512_set1_ps(mean[q]), rs = _mm512_set1_ps(rstd[q]);
+      const __m512 a = _mm512_set1_ps(m1[q]), bq = _mm512_set1_ps(m2[q]);
+      const float* xr = x + (r + q) * ldx;
+      const float* dyr = dy + (r + q) * lddy;
+      float* dxr = dx + (r + q) * lddx;
+      for (int i = 0; i < V; ++i) {
+        // dx += rstd (dy g - m1 - xh m2), xh = (x - mean) rstd
+        const __m512 xh = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(xr + 16 * i), m), rs);
+        const __m512 dxh = _mm512_mul_ps(_mm512_loadu_ps(dyr + 16 * i), _mm512_loadu_ps(g + 16 * i));
+        const __m512 t = _mm512_sub_ps(_mm512_sub_ps(dxh, a), _mm512_mul_ps(xh, bq));
+        _mm512_storeu_ps(dxr + 16 * i, _mm512_fmadd_ps(rs, t, _mm512_loadu_ps(dxr + 16 * i)));
+      }
+    }
+  };
+  Eigen::Index r = 0;
+  for (; r + 4 <= rows; r += 4) block(std::integral_constant<int, 4>{}, r);
+  for (; r < rows; ++r) block(std::integral_constant<int, 1>{}, r);
+  for (int i = 0; i < V; ++i) {
+    _mm512_storeu_ps(dg + 16 * i, _mm512_add_ps(_mm512_loadu_ps(dg + 16 * i), gsum[i]));
+    if (db) _mm512_storeu_ps(db + 16 * i, _mm512_add_ps(_mm512_loadu_ps(db + 16 * i), bsum[i]));
+  }
+}
+
+/// Calls f(std::integral_constant<int, V>) for a width of 16 V floats, V in 1..8; false for
+/// any other width (the caller then takes the Eigen path).
+template <class F>
+inline bool with_width16(Eigen::Index d, F&& f) {
+  switch (d) {
+    case 16: f(std::integral_constant<int, 1>{}); return true;
+    case 32: f(std::integral_constant<int, 2>{}); return true;
+    case 48: f(std::integral_constant<int, 3>{}); return true;
+    case 64: f(std::integral_constant<int, 4>{}); return true;
+    case 80: f(std::integral_constant<int, 5>{}); return true;
+    case 96: f(std::integral_constant<int, 6>{}); return true;
+    case 112: f(std::integral_constant<int, 7>{}); return true;
+    case 128: f(std::integral_constant<int, 8>{}); return true;
+    default: return false;
+  }
+}
+
+}  // namespace detail
+#endif
+
 template <class S>
 struct LayerNorm {
   using RowArray = Eigen::Array<S, 1, Eigen::Dynamic>;
@@ -188,6 +325,16 @@ struct LayerNorm {
   void forward(const CRef<S>& x, MRef<S> y) const {
     NANONAV_ASSERT(x.cols() == dim() && y.cols() == dim() && y.rows() == x.rows());
     const Eigen::Index d = x.cols();
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<S, float>) {
+      const float* b = has_bias() ? bias.value.data() : nullptr;
+      if (detail::with_width16(d, [&](auto v) {
+            detail::layer_norm_forward_avx512<decltype(v)::value>(x.data(), x.outerStride(), y.data(), y.outerStride(),
+                                                                  gain.value.data(), b, x.rows(), static_cast<float>(eps));
+          }))
+        return;
+    }
+#endif
     const RowMap g(gain.value.data(), d);
     for (Eigen::Index r = 0; r < x.rows(); ++r) {
       const RowMap xr(x.row(r).data(), d);
@@ -207,6 +354,17 @@ struct LayerNorm {
   void backward(const CRef<S>& x, const CRef<S>& dy, MRef<S> dx) {
     NANONAV_ASSERT(dy.rows() == x.rows() && dx.rows() == x.rows());
     const Eigen::Index d = x.cols();
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<S, float>) {
+      float* db = has_bias() ? bias.grad.data() : nullptr;
+      if (detail::with_width16(d, [&](auto v) {
+            detail::layer_norm_backward_avx512<decltype(v)::value>(x.data(), x.outerStride(), dy.data(), dy.outerStride(),
+                                                                   dx.data(), dx.outerStride(), gain.value.data(),
+                                                                   gain.grad.data(), db, x.rows(), static_cast<float>(eps));
+          }))
+        return;
+    }
+#endif
     const RowMap g(gain.value.data(), d);
     Eigen::Map<RowArray> dg(gain.grad.data(), d);
     for (Eigen::Index r = 0; r < x.rows(); ++r) {
