@@ -184,7 +184,7 @@ TEST_CASE("a mixer block: gradients of input and all 10 parameters", "[trm][grad
         "block", x, ps,
         [&](const MatD& in, MatD& y) {
           y.resize(M, c.dim);
-          detail::block_forward(blk, c, chunk, in.data(), y.data(), ws.caches[0], ws.gemm, 0, 0, off);
+          detail::block_forward(blk, c, chunk, in.data(), y.data(), ws.caches[0], ws.norm, ws.gemm, 0, 0, off);
         },
         [&](const MatD& in, const MatD& dy, MatD& dx) {
           ws.dx = dy;

@@ -232,22 +232,18 @@ namespace detail {
 /// What one mixer block keeps for backward (also used as scratch when nothing is kept).
 template <class S>
 struct TrmBlockCache {
-  nn::Mat<S> n1;    // (T*C, dim)   tok_norm(x); viewed (T, C*dim)
   nn::Mat<S> a1;    // (4dim, C*dim) W1 n1 + b1, then GELU' of it (block_forward with keep)
   nn::Mat<S> g1;    // (4dim, C*dim) Dropout(GELU(a1))
   nn::Mat<S> xmid;  // (T*C, dim)   x after the token-mixing residual
-  nn::Mat<S> n2;    // (T*C, dim)   chan_norm(xmid)
   nn::Mat<S> a2;    // (T*C, dim/2) n2 Wc1ᵀ + bc1, then GELU' of it (block_forward with keep)
   nn::Mat<S> g2;    // (T*C, dim/2) Dropout(GELU(a2))
   std::vector<std::uint8_t> m_h1, m_o1, m_h2, m_o2;  // dropout masks of the 4 sites
 
   void resize(int tokens, int dim, int chunk, bool masks) {
     const Eigen::Index m = static_cast<Eigen::Index>(tokens) * chunk, cd = static_cast<Eigen::Index>(chunk) * dim;
-    n1.resize(m, dim);
     a1.resize(4 * dim, cd);
     g1.resize(4 * dim, cd);
     xmid.resize(m, dim);
-    n2.resize(m, dim);
     a2.resize(m, dim / 2);
     g2.resize(m, dim / 2);
     if (masks) {
@@ -357,6 +353,7 @@ class TrmWorkspace {
     dx2.resize(m, dim_);
     dz.resize(m, dim_);
     dn.resize(m, dim_);
+    norm.resize(m, dim_);
     dg1.resize(4 * dim_, static_cast<Eigen::Index>(chunk) * dim_);
     dw1t.resize(tokens_, 4 * dim_);
     dg2.resize(m, dim_ / 2);
@@ -374,6 +371,7 @@ class TrmWorkspace {
   std::vector<std::uint8_t> mh0, mh1;            // head dropout masks
   nn::Mat<S> dx, dx2, dz, dn, dg1, dg2, dlogits, dh, dh2;  // gradient scratch
   nn::Mat<S> dw1t;  // (T, 4dim) the transpose of one block's tok_w1 gradient
+  nn::Mat<S> norm;  // (T*C, dim) a block's LN(x) or LN(xmid), forward and (recomputed) backward
   nn::Mat<S> emb, demb;  // (T*C, dim) with input injection: the embedding and its gradient
   nn::Mat<S> aux_pred, daux;  // (N*N*C, 1) with the aux head: its predictions and their gradient
   nn::GemmScratch gemm;       // packing buffers of the mixer blocks' products (nn/gemm.hpp)
@@ -553,7 +551,7 @@ inline void draw_block_masks(const TrmConfig& c, int chunk, int app, int l, cons
 /// pack_block_weights (forward), or null to pack them in each product.
 template <class S>
 inline void block_forward(const TrmBlock<S>& blk, const TrmConfig& c, int chunk, const S* x, S* out,
-                          TrmBlockCache<S>& cc, nn::GemmScratch& gs, int app, int l, const TrmDropout& dr,
+                          TrmBlockCache<S>& cc, nn::Mat<S>& nrm, nn::GemmScratch& gs, int app, int l, const TrmDropout& dr,
                           bool keep = true, const TrmPackedBlock* pk = nullptr) {
   const int T = c.tokens(), D = c.dim, Dh = D / 2;
   const Eigen::Index M = static_cast<Eigen::Index>(T) * chunk, CD = static_cast<Eigen::Index>(chunk) * D;
@@ -569,11 +567,11 @@ inline void block_forward(const TrmBlock<S>& blk, const TrmConfig& c, int chunk,
   // (nn/gemm.hpp): a1 = W1 n1, then a1 += b1, g1 = Dropout(GELU(a1)), a1 = GELU'(a1);
   // z1 = W2 g1 (into xmid), then xmid = x + Dropout(z1 + b2).
   const int H = 4 * D;
-  blk.tok_norm.forward(nn::ConstMatMap<S>(x, M, D), cc.n1);
+  blk.tok_norm.forward(nn::ConstMatMap<S>(x, M, D), nrm);
   const S* b1 = blk.tok_w1.bias.value.data();
   S* a1 = cc.a1.data();
   S* g1 = cc.g1.data();
-  nn::gemm<S>(false, false, H, CD, T, blk.tok_w1.weight.value.data(), T, cc.n1.data(), CD, a1, CD, false, gs,
+  nn::gemm<S>(false, false, H, CD, T, blk.tok_w1.weight.value.data(), T, nrm.data(), CD, a1, CD, false, gs,
               [&](Eigen::Index i, Eigen::Index j, Eigen::Index rows, Eigen::Index cols) {
                 for (Eigen::Index r = i; r < i + rows; ++r) {
                   const Eigen::Index o = r * CD + j;
@@ -602,11 +600,11 @@ inline void block_forward(const TrmBlock<S>& blk, const TrmConfig& c, int chunk,
   // feature mixing: out = xmid + Dropout(Dropout(GELU(LN(xmid) Wc1ᵀ + bc1)) Wc2ᵀ + bc2)
   // (the same epilogue scheme: a2 = n2 Wc1ᵀ, then per row panel a2 += bc1, g2 = Dropout(GELU),
   // a2 = GELU'; out = g2 Wc2ᵀ, then out = xmid + Dropout(out + bc2))
-  blk.chan_norm.forward(cc.xmid, cc.n2);
+  blk.chan_norm.forward(cc.xmid, nrm);
   const S* bc1 = blk.chan_w1.bias.value.data();
   S* a2 = cc.a2.data();
   S* g2 = cc.g2.data();
-  nn::gemm<S>(false, true, M, Dh, D, cc.n2.data(), D, blk.chan_w1.weight.value.data(), D, a2, Dh, false, gs,
+  nn::gemm<S>(false, true, M, Dh, D, nrm.data(), D, blk.chan_w1.weight.value.data(), D, a2, Dh, false, gs,
               [&](Eigen::Index i, Eigen::Index, Eigen::Index rows, Eigen::Index) {
                 for (Eigen::Index r = i; r < i + rows; ++r) {
                   const Eigen::Index o = r * Dh;
@@ -672,7 +670,9 @@ inline void block_backward(TrmBlock<S>& blk, const TrmConfig& c, int chunk, cons
                 }
               },
               nullptr, pk ? &pk->c2 : nullptr);
-  nn::gemm<S>(true, false, Dh, D, M, dg2, Dh, cc.n2.data(), D, blk.chan_w1.weight.grad.data(), D, true, ws.gemm);
+  // n2 = LN(xmid) again (not kept: recomputing it costs less than storing and reloading it)
+  blk.chan_norm.forward(cc.xmid, ws.norm);
+  nn::gemm<S>(true, false, Dh, D, M, dg2, Dh, ws.norm.data(), D, blk.chan_w1.weight.grad.data(), D, true, ws.gemm);
   nn::gemm<S>(false, false, M, D, Dh, dg2, Dh, blk.chan_w1.weight.value.data(), D, ws.dn.data(), D, false, ws.gemm,
               nn::NoEpilogue{}, nullptr, pk ? &pk->c1 : nullptr);
   blk.chan_norm.backward(cc.xmid, ws.dn, ws.dx);  // dx now holds dL/d(xmid)
@@ -704,7 +704,8 @@ inline void block_backward(TrmBlock<S>& blk, const TrmConfig& c, int chunk, cons
               },
               pk ? &pk->w2t : nullptr);
   // dW1 += dg1 n1ᵀ, computed as its transpose n1 dg1ᵀ (T rows: the shape the kernel likes)
-  nn::gemm<S>(false, true, T, H, CD, cc.n1.data(), CD, dg1, CD, ws.dw1t.data(), H, false, ws.gemm);
+  blk.tok_norm.forward(nn::ConstMatMap<S>(x, M, D), ws.norm);  // n1 = LN(x) again, as n2
+  nn::gemm<S>(false, true, T, H, CD, ws.norm.data(), CD, dg1, CD, ws.dw1t.data(), H, false, ws.gemm);
   blk.tok_w1.weight.grad += ws.dw1t.transpose();
   // dn1 = W1ᵀ dg1
   nn::gemm<S>(true, false, T, CD, H, blk.tok_w1.weight.value.data(), T, dg1, CD, ws.dn.data(), CD, false, ws.gemm,
@@ -739,7 +740,7 @@ inline void network_forward(const Trm<S>& model, int chunk, int cached, const Tr
     if (inject && a > 0) ws.states[0] += ws.emb;
     S* x = ws.states[0].data();
     for (int l = 0; l < L; ++l)
-      block_forward(model.blocks[l], c, chunk, x, x, ws.caches[0], ws.gemm, a, l, dr, false,
+      block_forward(model.blocks[l], c, chunk, x, x, ws.caches[0], ws.norm, ws.gemm, a, l, dr, false,
                     &ws.packed[static_cast<std::size_t>(l)]);
     model.norm.forward(ws.states[0], ws.states[0]);
   }
@@ -750,7 +751,7 @@ inline void network_forward(const Trm<S>& model, int chunk, int cached, const Tr
     if (inject && a > 0) ws.states[base] += ws.emb;
     for (int l = 0; l < L; ++l)
       block_forward(model.blocks[l], c, chunk, ws.states[base + l].data(), ws.states[base + l + 1].data(),
-                    ws.caches[static_cast<std::size_t>(k) * L + l], ws.gemm, a, l, dr, true,
+                    ws.caches[static_cast<std::size_t>(k) * L + l], ws.norm, ws.gemm, a, l, dr, true,
                     &ws.packed[static_cast<std::size_t>(l)]);
     model.norm.forward(ws.states[base + L], ws.states[base + L + 1]);
   }
