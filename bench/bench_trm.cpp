@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <ctime>
 #include <iostream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -32,11 +33,11 @@ double cpu_seconds() { return static_cast<double>(std::clock()) / CLOCKS_PER_SEC
 
 // FP32 FMA peak on `threads` threads: 12 independent 16-wide FMA chains per thread (enough to
 // cover FMA latency x units on current x86), in GFLOP/s.
-double fma_peak(int threads) {
+double fma_peak(int threads, int reps = 3) {
   typedef float v16 __attribute__((vector_size(64)));
   const long iters = 20000000;
   double best = 0;
-  for (int rep = 0; rep < 3; ++rep) {
+  for (int rep = 0; rep < reps; ++rep) {
     const double c0 = cpu_seconds();
     float sink = 0;
 #pragma omp parallel num_threads(threads) reduction(+ : sink)
@@ -74,8 +75,14 @@ std::vector<std::uint8_t> random_tokens(const TrmConfig& c, int batch, Rng& rng)
   return t;
 }
 
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
 void bench_config(int dim, int depth, int chunk, const std::vector<int>& thread_counts,
-                  const std::vector<double>& peaks, double min_seconds) {
+                  const std::vector<double>& peaks, double min_seconds, int windows) {
   TrmConfig c;
   c.dim = dim;
   c.depth = depth;
@@ -133,12 +140,24 @@ void bench_config(int dim, int depth, int chunk, const std::vector<int>& thread_
     };
     step();
     step();
-    steps = 0;
-    auto t0 = Clock::now();
-    double c0 = cpu_seconds();
-    while (seconds_since(t0) < min_seconds || steps < 5) step();
-    const double train_sps = steps * batch / seconds_since(t0);
-    const double train_cpu_sps = steps * batch / ((cpu_seconds() - c0) / th);
+    // Training is timed in `windows` windows, with the FMA peak measured again before each and
+    // after the last: on a shared machine the speed of both drifts, and a window's fraction of
+    // the peak is then taken against the peaks measured next to it (their mean).
+    std::vector<double> win_sps, win_cpu_sps, win_frac;
+    double around = fma_peak(th, 1);
+    for (int w = 0; w < windows; ++w) {
+      steps = 0;
+      const auto t0 = Clock::now();
+      const double c0 = cpu_seconds();
+      while (seconds_since(t0) < min_seconds || steps < 3) step();
+      win_sps.push_back(steps * batch / seconds_since(t0));
+      win_cpu_sps.push_back(steps * batch / ((cpu_seconds() - c0) / th));
+      const double after = fma_peak(th, 1);
+      win_frac.push_back(win_cpu_sps.back() * 3 * fwd / 1e9 / (0.5 * (around + after)));
+      around = after;
+    }
+    const double train_sps = median(win_sps);
+    const double train_cpu_sps = median(win_cpu_sps);
     const double train_gflops = train_cpu_sps * 3 * fwd / 1e9;
 
     // batch-1 latency (median)
@@ -146,8 +165,8 @@ void bench_config(int dim, int depth, int chunk, const std::vector<int>& thread_
     nn::Mat<float> logits;
     trm_logits(model, tokens.data(), 1, ws, logits);
     std::vector<double> lat;
-    t0 = Clock::now();
-    c0 = cpu_seconds();
+    auto t0 = Clock::now();
+    double c0 = cpu_seconds();
     while (seconds_since(t0) < min_seconds || lat.size() < 20) {
       const auto t1 = Clock::now();
       trm_logits(model, tokens.data() + (lat.size() % 256) * c.tokens(), 1, ws, logits);
@@ -177,6 +196,11 @@ void bench_config(int dim, int depth, int chunk, const std::vector<int>& thread_
                 " | batch-1 %.0f us | batch-256 %.0f samples/s = %.1f GFLOP/s = %.0f%%\n",
                 th, th == 1 ? " " : "s", train_cpu_sps, train_gflops, 100 * train_gflops / peaks[ti], peaks[ti],
                 lat_cpu_us, inf_cpu_sps, inf_gflops, 100 * inf_gflops / peaks[ti]);
+    std::printf("  %d thread%s, training windows (per CPU time):", th, th == 1 ? " " : "s");
+    for (int w = 0; w < windows; ++w) std::printf("%s %.0f", w ? "," : "", win_cpu_sps[static_cast<std::size_t>(w)]);
+    std::printf(" samples/s; of the FMA peak measured around each:");
+    for (int w = 0; w < windows; ++w) std::printf("%s %.0f%%", w ? "," : "", 100 * win_frac[static_cast<std::size_t>(w)]);
+    std::printf(" (median %.0f%%)\n", 100 * median(win_frac));
   }
 }
 
@@ -184,9 +208,11 @@ void bench_config(int dim, int depth, int chunk, const std::vector<int>& thread_
 
 int main(int argc, char** argv) try {
   cxxopts::Options options("bench_trm", "Speed of the navigation TRM (recursion 8, batch 64)");
-  options.add_options()("seconds", "minimum seconds per measurement", cxxopts::value<double>()->default_value("3"))(
+  options.add_options()("seconds", "minimum seconds per measurement (and per training window)", cxxopts::value<double>()->default_value("3"))(
       "threads", "thread counts to measure", cxxopts::value<std::vector<int>>()->default_value("1,2"))(
-      "chunk", "samples per micro-batch", cxxopts::value<int>()->default_value("8"))("quick", "only dim 64 / depth 2")("h,help", "this help");
+      "chunk", "samples per micro-batch", cxxopts::value<int>()->default_value("8"))(
+      "windows", "training windows per thread count (median reported)", cxxopts::value<int>()->default_value("3"))(
+      "quick", "only dim 64 / depth 2")("h,help", "this help");
   const auto args = options.parse(argc, argv);
   if (args.count("help")) {
     std::cout << options.help() << "\n";
@@ -194,14 +220,21 @@ int main(int argc, char** argv) try {
   }
   const double secs = args["seconds"].as<double>();
   const std::vector<int> threads = args["threads"].as<std::vector<int>>();
+  const int windows = args["windows"].as<int>();
+  const int chunk = args["chunk"].as<int>();
+  if (!(secs > 0) || secs > 3600) throw std::invalid_argument("--seconds must be in (0, 3600]");
+  if (windows < 1 || windows > 100) throw std::invalid_argument("--windows must be in 1..100");
+  if (chunk < 1) throw std::invalid_argument("--chunk must be >= 1");
+  if (threads.empty()) throw std::invalid_argument("--threads needs at least one count");
+  for (int t : threads)
+    if (t < 1 || t > 1024) throw std::invalid_argument("--threads: each count must be in 1..1024");
   std::vector<double> peaks;
   for (int t : threads) {
     peaks.push_back(fma_peak(t));
     std::printf("FP32 FMA peak, %d thread%s: %.1f GFLOP/s (measured)\n", t, t == 1 ? "" : "s", peaks.back());
   }
-  const int chunk = args["chunk"].as<int>();
-  bench_config(64, 2, chunk, threads, peaks, secs);
-  if (!args.count("quick")) bench_config(128, 3, chunk, threads, peaks, secs);
+  bench_config(64, 2, chunk, threads, peaks, secs, windows);
+  if (!args.count("quick")) bench_config(128, 3, chunk, threads, peaks, secs, windows);
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "bench_trm: %s\n", e.what());
