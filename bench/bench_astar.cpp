@@ -1,6 +1,7 @@
 // A* speed, single-threaded: every problem of the four Moving AI .scen files (8-connected, no
 // corner cutting) and random 8x8 / 32x32 maps. Every result is checked against the .scen
 // optimum (or a plain Dijkstra for random maps) before anything is timed.
+#include "command_line.hpp"
 #include <nanonav/astar.hpp>
 #include <nanonav/map_gen.hpp>
 #include <nanonav/map_io.hpp>
@@ -121,9 +122,7 @@ int main(int argc, char** argv) try {
   const double density = args["density"].as<double>();
   const std::string only = args["only"].as<std::string>();
 
-  std::string command;
-  for (int i = 0; i < argc; ++i) command += (i ? " " : "") + std::string(argv[i]);
-  std::printf("command: %s\n", command.c_str());
+  print_command(argc, argv);
   std::printf("single-threaded; times are the fastest of %d passes over every problem; "
               "8-connected, no corner cutting for Moving AI\n\n", repeat);
   std::printf("| %-22s | %7s | %10s | %10s | %8s | %9s | %9s | %7s |\n", "set", "queries",

@@ -10,6 +10,7 @@
 
 #include <cxxopts.hpp>
 
+#include "command_line.hpp"
 #include <nanonav/maze.hpp>
 #include <nanonav/nn/adamw.hpp>
 #include <nanonav/seq_trm.hpp>
@@ -61,6 +62,7 @@ int main(int argc, char** argv) try {
     std::printf("%s\n", options.help().c_str());
     return 0;
   }
+  print_command(argc, argv);
   const int B = args["batch"].as<int>(), steps = args["steps"].as<int>();
   const int K = args["recursions"].as<int>();
   if (B < 1 || steps < 1) throw InvalidArgument("--batch and --steps must be >= 1");

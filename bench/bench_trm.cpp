@@ -15,6 +15,7 @@
 #include <omp.h>
 #endif
 
+#include "command_line.hpp"
 #include <nanonav/nn/adamw.hpp>
 #include <nanonav/trm.hpp>
 
@@ -218,6 +219,7 @@ int main(int argc, char** argv) try {
     std::cout << options.help() << "\n";
     return 0;
   }
+  print_command(argc, argv);
   const double secs = args["seconds"].as<double>();
   const std::vector<int> threads = args["threads"].as<std::vector<int>>();
   const int windows = args["windows"].as<int>();
