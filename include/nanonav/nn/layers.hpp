@@ -160,8 +160,7 @@ struct Embedding {
 
 // ---- LayerNorm ----------------------------------------------------------------------------
 
-/// y = (x - mean) / sqrt(var + eps) * g + b over each row, biased variance, eps 1e-5
-/// (reference: torch.nn.LayerNorm(dim, bias=...)).
+// The AVX-512 float path of LayerNorm (below), for widths 16 V, V = 1..8.
 #if defined(__AVX512F__)
 namespace detail {
 
@@ -298,6 +297,8 @@ inline bool with_width16(Eigen::Index d, F&& f) {
 }  // namespace detail
 #endif
 
+/// y = (x - mean) / sqrt(var + eps) * g + b over each row, biased variance, eps 1e-5
+/// (reference: torch.nn.LayerNorm(dim, bias=...)).
 template <class S>
 struct LayerNorm {
   using RowArray = Eigen::Array<S, 1, Eigen::Dynamic>;
