@@ -166,18 +166,18 @@ TEST_CASE("GELU is the exact erf form; gradient", "[nn]") {
 }
 
 TEST_CASE("Dropout: the mask is the documented stream (vector lanes or not), rng advanced alike", "[nn]") {
-  // The definition: entry 2i from the low 32 bits of output i, 2i + 1 from the high 32 bits.
-  for (double p : {0.0, 0.1, 0.5, 0.9}) {
+  // The definition: entry 4i + q from bits [16q, 16q + 16) of output i, dropped when below
+  // round(p * 65536). p = 0.99999 rounds to 65535: only the draw 0xFFFF keeps an entry.
+  for (double p : {0.0, 0.1, 0.5, 0.9, 0.99999}) {
     const nn::Dropout drop(p);
-    const auto threshold = static_cast<std::uint64_t>(std::llround(p * 4294967296.0));
-    for (std::size_t n : {0, 1, 2, 15, 16, 17, 31, 32, 33, 64, 100, 1001}) {
+    const auto threshold = static_cast<std::uint64_t>(std::llround(p * 65536.0));
+    for (std::size_t n : {0, 1, 2, 3, 4, 5, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 1001}) {
       Rng a(77 + n), b(77 + n);
       std::vector<std::uint8_t> got(n + 3, 9), want(n + 3, 9);
       drop.sample_mask(a, got.data(), n);
-      for (std::size_t i = 0; i < n; i += 2) {
+      for (std::size_t i = 0; i < n; i += 4) {
         const std::uint64_t u = b.next_u64();
-        want[i] = (u & 0xFFFFFFFFull) >= threshold;
-        if (i + 1 < n) want[i + 1] = (u >> 32) >= threshold;
+        for (std::size_t q = 0; q < 4 && i + q < n; ++q) want[i + q] = ((u >> (16 * q)) & 0xFFFFu) >= threshold;
       }
       INFO("p = " << p << ", n = " << n);
       CHECK(got == want);  // includes the 3 bytes past n, untouched
