@@ -1,7 +1,7 @@
 // nn::gemm (nn/gemm.hpp): the hand-written float kernel (AVX-512 builds) and the Eigen path
 // against a double reference on edge shapes, strides, all four layouts, accumulation, and the
 // epilogue contract (every entry of C visited once, after its final value is in C), and operands
-// packed beforehand (the same bits as packing inside the call).
+// packed beforehand (the same bits as packing inside the call or reading the operand in place).
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -86,8 +86,10 @@ template <class S>
 void check_all_shapes() {
   Rng rng(77);
   nn::GemmScratch scratch;  // reused across shapes, as the TRM does: buffers only grow
-  for (Eigen::Index M : {1, 5, 11, 12, 13, 25, 68})
-    for (Eigen::Index N : {1, 7, 16, 17, 32, 33, 70})
+  // M up to 96 reads a B (not transposed) in place, above it packs it; N up to 64 reads a
+  // row-major A in place, above it packs it (both sides of each limit are here)
+  for (Eigen::Index M : {1, 5, 11, 12, 13, 25, 68, 97})
+    for (Eigen::Index N : {1, 7, 16, 17, 32, 33, 64, 70})
       for (Eigen::Index K : {0, 1, 3, 15, 16, 17, 68, 256, 257, 600})
         for (int layout = 0; layout < 4; ++layout)
           for (bool accumulate : {false, true})

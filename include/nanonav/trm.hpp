@@ -356,6 +356,8 @@ class TrmWorkspace {
     norm.resize(m, dim_);
     dg1.resize(4 * dim_, static_cast<Eigen::Index>(chunk) * dim_);
     dw1t.resize(tokens_, 4 * dim_);
+    dw1t_sum.resize(static_cast<std::size_t>(depth_));
+    for (auto& w : dw1t_sum) w.resize(tokens_, 4 * dim_);
     dg2.resize(m, dim_ / 2);
     dlogits.resize(chunk, kNumActions);
     dh.resize(chunk, dim_);
@@ -371,6 +373,7 @@ class TrmWorkspace {
   std::vector<std::uint8_t> mh0, mh1;            // head dropout masks
   nn::Mat<S> dx, dx2, dz, dn, dg1, dg2, dlogits, dh, dh2;  // gradient scratch
   nn::Mat<S> dw1t;  // (T, 4dim) the transpose of one block's tok_w1 gradient
+  std::vector<nn::Mat<S>> dw1t_sum;  // per block: the sum of those over a pass's applications
   nn::Mat<S> norm;  // (T*C, dim) a block's LN(x) or LN(xmid), forward and (recomputed) backward
   nn::Mat<S> emb, demb;  // (T*C, dim) with input injection: the embedding and its gradient
   nn::Mat<S> aux_pred, daux;  // (N*N*C, 1) with the aux head: its predictions and their gradient
@@ -633,11 +636,14 @@ inline void block_forward(const TrmBlock<S>& blk, const TrmConfig& c, int chunk,
 
 /// Backward of block_forward: on entry dx holds dL/d(out), on exit dL/d(x); adds the block's
 /// parameter gradients. x is the block input kept by the caller. pk: the block's weights
-/// packed by pack_block_weights (backward), or null.
+/// packed by pack_block_weights (backward), or null. With dw1t_sum, tok_w1's gradient is
+/// added, transposed, into *dw1t_sum, and the caller adds its transpose to the gradient once
+/// for all applications (one transposed add per pass instead of one per application).
 template <class S>
 inline void block_backward(TrmBlock<S>& blk, const TrmConfig& c, int chunk, const S* x,
                            const TrmBlockCache<S>& cc, bool dropout_active, double p,
-                           TrmWorkspace<S>& ws, const TrmPackedBlock* pk = nullptr) {
+                           TrmWorkspace<S>& ws, const TrmPackedBlock* pk = nullptr,
+                           nn::Mat<S>* dw1t_sum = nullptr) {
   const int T = c.tokens(), D = c.dim;
   const Eigen::Index M = static_cast<Eigen::Index>(T) * chunk, CD = static_cast<Eigen::Index>(chunk) * D;
   const S scale = static_cast<S>(1.0 / (1.0 - p));
@@ -706,8 +712,12 @@ inline void block_backward(TrmBlock<S>& blk, const TrmConfig& c, int chunk, cons
               pk ? &pk->w2t : nullptr);
   // dW1 += dg1 n1ᵀ, computed as its transpose n1 dg1ᵀ (T rows: the shape the kernel likes)
   blk.tok_norm.forward(nn::ConstMatMap<S>(x, M, D), ws.norm);  // n1 = LN(x) again, as n2
-  nn::gemm<S>(false, true, T, H, CD, ws.norm.data(), CD, dg1, CD, ws.dw1t.data(), H, false, ws.gemm);
-  blk.tok_w1.weight.grad += ws.dw1t.transpose();
+  if (dw1t_sum) {
+    nn::gemm<S>(false, true, T, H, CD, ws.norm.data(), CD, dg1, CD, dw1t_sum->data(), H, true, ws.gemm);
+  } else {
+    nn::gemm<S>(false, true, T, H, CD, ws.norm.data(), CD, dg1, CD, ws.dw1t.data(), H, false, ws.gemm);
+    blk.tok_w1.weight.grad += ws.dw1t.transpose();
+  }
   // dn1 = W1ᵀ dg1
   nn::gemm<S>(true, false, T, CD, H, blk.tok_w1.weight.value.data(), T, dg1, CD, ws.dn.data(), CD, false, ws.gemm,
               nn::NoEpilogue{}, pk ? &pk->w1t : nullptr);
@@ -840,6 +850,7 @@ inline void backward_chunk(Trm<S>& model, int chunk, int cached, const TrmDropou
   for (int l = 0; l < L; ++l) pack_block_weights(model.blocks[l], c, true, ws.packed[static_cast<std::size_t>(l)]);
   const bool inject = c.input_injection;
   if (inject) ws.demb.setZero();
+  for (auto& m : ws.dw1t_sum) m.setZero();
   for (int k = cached - 1; k >= 0; --k) {
     const std::size_t base = static_cast<std::size_t>(k) * (L + 1);
     ws.dx.setZero();
@@ -847,11 +858,13 @@ inline void backward_chunk(Trm<S>& model, int chunk, int cached, const TrmDropou
     for (int l = L - 1; l >= 0; --l)
       block_backward(model.blocks[l], c, chunk, ws.states[base + l].data(),
                      ws.caches[static_cast<std::size_t>(k) * L + l], dr.active, dr.p, ws,
-                     &ws.packed[static_cast<std::size_t>(l)]);
+                     &ws.packed[static_cast<std::size_t>(l)], &ws.dw1t_sum[static_cast<std::size_t>(l)]);
     // dx = dL/d(application input); with injection that input was x + e, so e gets it too.
     if (inject && R - cached + k > 0) ws.demb += ws.dx;
     ws.dx.swap(ws.dx2);
   }
+  if (cached > 0)
+    for (int l = 0; l < L; ++l) model.blocks[l].tok_w1.weight.grad += ws.dw1t_sum[static_cast<std::size_t>(l)].transpose();
   // With all applications cached dx2 is dL/d(first input) = dL/de (plus the injections); with
   // fewer, the embedding is reached only through the injections of the cached applications.
   const Eigen::Index rows = static_cast<Eigen::Index>(T) * chunk;

@@ -6,9 +6,10 @@
 /// or M = T) and are followed by elementwise work (bias, GELU, dropout, residual). Eigen's
 /// kernel runs them at ~60 % of the FMA peak and the elementwise passes then stream the
 /// (4 dim, C dim) result through memory again. Here, with AVX-512 and float, a 12x32 register
-/// tile (24 accumulators, 2 vector loads and 12 broadcasts per k) runs over packed panels, and
-/// the epilogue runs on each finished row panel while it is still in cache. An operand that
-/// many products share (a weight) can be packed once (pack_a / pack_b) and passed in.
+/// tile (24 accumulators, 2 vector loads and 12 broadcasts per k) runs over packed panels (or
+/// over an operand read in place, where packing it would cost more than it saves), and the
+/// epilogue runs on each finished row panel while it is still in cache. An operand that many
+/// products share (a weight) can be packed once (pack_a / pack_b) and passed in.
 ///
 /// Every other case (double, which the gradient checks use, or a CPU without AVX-512) goes to
 /// Eigen with the epilogue called once on the whole result, so the two paths compute the same
@@ -185,9 +186,12 @@ inline void gemm_pack_bt(const float* B, Eigen::Index ldb, Eigen::Index k0, Eige
 }
 
 /// A tile of R rows and up to 32 columns: C (ldc) = [C +] Ap Bp over kc steps; m0/m1 mask
-/// the columns (0-15, 16-31) that exist, so edge tiles are written in place.
-template <int R>
-inline void gemm_kernel(Eigen::Index kc, const float* Ap, Eigen::Index ldap, const float* Bp, float* C, Eigen::Index ldc,
+/// the columns (0-15, 16-31) that exist, so edge tiles are written in place. Row k of Bp is at
+/// Bp + k * ldbp (a packed panel: ldbp = 32; B read in place: its row stride). A is k-major
+/// (row r of step k at Ap[k * ldap + r]: a packed panel, or op(A) = Aᵀ read in place) or, with
+/// ARows, row-major (Ap[r * ldap + k]: A read in place, one broadcast per row).
+template <int R, bool ARows = false>
+inline void gemm_kernel(Eigen::Index kc, const float* Ap, Eigen::Index ldap, const float* Bp, Eigen::Index ldbp, float* C, Eigen::Index ldc,
                         bool load_c, __mmask16 m0, __mmask16 m1) {
   __m512 c0[R], c1[R];
   if (load_c) {
@@ -200,16 +204,32 @@ inline void gemm_kernel(Eigen::Index kc, const float* Ap, Eigen::Index ldap, con
 #pragma GCC unroll 12
     for (int r = 0; r < R; ++r) c0[r] = c1[r] = _mm512_setzero_ps();
   }
-  for (Eigen::Index k = 0; k < kc; ++k) {
-    const __m512 b0 = _mm512_load_ps(Bp), b1 = _mm512_load_ps(Bp + 16);
+  if constexpr (ARows) {
+    const float* ar[R];
 #pragma GCC unroll 12
-    for (int r = 0; r < R; ++r) {
-      const __m512 a = _mm512_set1_ps(Ap[r]);
-      c0[r] = _mm512_fmadd_ps(a, b0, c0[r]);
-      c1[r] = _mm512_fmadd_ps(a, b1, c1[r]);
+    for (int r = 0; r < R; ++r) ar[r] = Ap + r * ldap;
+    for (Eigen::Index k = 0; k < kc; ++k) {
+      const __m512 b0 = _mm512_maskz_loadu_ps(m0, Bp), b1 = _mm512_maskz_loadu_ps(m1, Bp + 16);
+#pragma GCC unroll 12
+      for (int r = 0; r < R; ++r) {
+        const __m512 a = _mm512_set1_ps(ar[r][k]);
+        c0[r] = _mm512_fmadd_ps(a, b0, c0[r]);
+        c1[r] = _mm512_fmadd_ps(a, b1, c1[r]);
+      }
+      Bp += ldbp;
     }
-    Ap += ldap;
-    Bp += kGemmNr;
+  } else {
+    for (Eigen::Index k = 0; k < kc; ++k) {
+      const __m512 b0 = _mm512_maskz_loadu_ps(m0, Bp), b1 = _mm512_maskz_loadu_ps(m1, Bp + 16);
+#pragma GCC unroll 12
+      for (int r = 0; r < R; ++r) {
+        const __m512 a = _mm512_set1_ps(Ap[r]);
+        c0[r] = _mm512_fmadd_ps(a, b0, c0[r]);
+        c1[r] = _mm512_fmadd_ps(a, b1, c1[r]);
+      }
+      Ap += ldap;
+      Bp += ldbp;
+    }
   }
 #pragma GCC unroll 12
   for (int r = 0; r < R; ++r) {
@@ -219,28 +239,30 @@ inline void gemm_kernel(Eigen::Index kc, const float* Ap, Eigen::Index ldap, con
 }
 
 /// The full 12x32 tile (kept separate from the masked one: plain loads and stores).
-inline void gemm_kernel_12x32(Eigen::Index kc, const float* Ap, Eigen::Index ldap, const float* Bp, float* C, Eigen::Index ldc,
+template <bool ARows = false>
+inline void gemm_kernel_12x32(Eigen::Index kc, const float* Ap, Eigen::Index ldap, const float* Bp, Eigen::Index ldbp, float* C, Eigen::Index ldc,
                               bool load_c) {
-  gemm_kernel<kGemmMr>(kc, Ap, ldap, Bp, C, ldc, load_c, __mmask16(0xFFFF), __mmask16(0xFFFF));
+  gemm_kernel<kGemmMr, ARows>(kc, Ap, ldap, Bp, ldbp, C, ldc, load_c, __mmask16(0xFFFF), __mmask16(0xFFFF));
 }
 
+template <bool ARows = false>
 inline void gemm_tile(Eigen::Index rows, Eigen::Index cols, Eigen::Index kc, const float* Ap, Eigen::Index ldap, const float* Bp,
-                      float* C, Eigen::Index ldc, bool load_c) {
+                      Eigen::Index ldbp, float* C, Eigen::Index ldc, bool load_c) {
   const __mmask16 m0 = cols >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << cols) - 1u);
   const __mmask16 m1 = cols >= 32 ? __mmask16(0xFFFF) : cols <= 16 ? __mmask16(0) : __mmask16((1u << (cols - 16)) - 1u);
   switch (rows) {
-    case 12: gemm_kernel<12>(kc, Ap, ldap, Bp, C, ldc, load_c, m0, m1); break;
-    case 11: gemm_kernel<11>(kc, Ap, ldap, Bp, C, ldc, load_c, m0, m1); break;
-    case 10: gemm_kernel<10>(kc, Ap, ldap, Bp, C, ldc, load_c, m0, m1); break;
-    case 9: gemm_kernel<9>(kc, Ap, ldap, Bp, C, ldc, load_c, m0, m1); break;
-    case 8: gemm_kernel<8>(kc, Ap, ldap, Bp, C, ldc, load_c, m0, m1); break;
-    case 7: gemm_kernel<7>(kc, Ap, ldap, Bp, C, ldc, load_c, m0, m1); break;
-    case 6: gemm_kernel<6>(kc, Ap, ldap, Bp, C, ldc, load_c, m0, m1); break;
-    case 5: gemm_kernel<5>(kc, Ap, ldap, Bp, C, ldc, load_c, m0, m1); break;
-    case 4: gemm_kernel<4>(kc, Ap, ldap, Bp, C, ldc, load_c, m0, m1); break;
-    case 3: gemm_kernel<3>(kc, Ap, ldap, Bp, C, ldc, load_c, m0, m1); break;
-    case 2: gemm_kernel<2>(kc, Ap, ldap, Bp, C, ldc, load_c, m0, m1); break;
-    default: gemm_kernel<1>(kc, Ap, ldap, Bp, C, ldc, load_c, m0, m1); break;
+    case 12: gemm_kernel<12, ARows>(kc, Ap, ldap, Bp, ldbp, C, ldc, load_c, m0, m1); break;
+    case 11: gemm_kernel<11, ARows>(kc, Ap, ldap, Bp, ldbp, C, ldc, load_c, m0, m1); break;
+    case 10: gemm_kernel<10, ARows>(kc, Ap, ldap, Bp, ldbp, C, ldc, load_c, m0, m1); break;
+    case 9: gemm_kernel<9, ARows>(kc, Ap, ldap, Bp, ldbp, C, ldc, load_c, m0, m1); break;
+    case 8: gemm_kernel<8, ARows>(kc, Ap, ldap, Bp, ldbp, C, ldc, load_c, m0, m1); break;
+    case 7: gemm_kernel<7, ARows>(kc, Ap, ldap, Bp, ldbp, C, ldc, load_c, m0, m1); break;
+    case 6: gemm_kernel<6, ARows>(kc, Ap, ldap, Bp, ldbp, C, ldc, load_c, m0, m1); break;
+    case 5: gemm_kernel<5, ARows>(kc, Ap, ldap, Bp, ldbp, C, ldc, load_c, m0, m1); break;
+    case 4: gemm_kernel<4, ARows>(kc, Ap, ldap, Bp, ldbp, C, ldc, load_c, m0, m1); break;
+    case 3: gemm_kernel<3, ARows>(kc, Ap, ldap, Bp, ldbp, C, ldc, load_c, m0, m1); break;
+    case 2: gemm_kernel<2, ARows>(kc, Ap, ldap, Bp, ldbp, C, ldc, load_c, m0, m1); break;
+    default: gemm_kernel<1, ARows>(kc, Ap, ldap, Bp, ldbp, C, ldc, load_c, m0, m1); break;
   }
 }
 
@@ -280,20 +302,30 @@ inline void gemm_avx512(Eigen::Index M, Eigen::Index N, Eigen::Index K, const fl
   const Eigen::Index npad = (N + kGemmNr - 1) / kGemmNr * kGemmNr;
   float* abuf = nullptr;  // packing buffers, where the operand is not packed already
   float* bbuf = nullptr;
+  // Operands read in place instead of packed, where packing would cost more than it saves:
+  // - op(A) = Aᵀ always (its k-major rows are the storage's rows);
+  // - A (row-major) when C has at most two column panels: a packed row panel would serve only
+  //   one or two tiles (the kernel broadcasts from 12 row pointers instead);
+  // - B (not transposed) when C has at most 8 row panels: a packed panel would be read at most
+  //   8 times (the kernel loads B's rows with their stride; the edge tile masks its loads).
+  // The arithmetic (and so every bit of C) is the same either way. Measured on the TRM's
+  // shapes (docs/performance.md): 1.1-1.4x for the feature-mixing products and M = T products.
   const bool a_in_place = TransA && !packed_a;
-  if (!packed_a && !a_in_place) {
+  const bool a_rows = !TransA && !packed_a && N <= 2 * kGemmNr;
+  if (!packed_a && !a_in_place && !a_rows) {
     if (scratch.a.size() < static_cast<std::size_t>(mpad * kc_max))
       scratch.a.resize(static_cast<std::size_t>(mpad * kc_max));
     abuf = scratch.a.data();
   }
-  if (!packed_b) {  // every B panel of a k-block, 64-byte aligned inside the buffer
+  const bool b_in_place = !TransB && !packed_b && M <= 8 * kGemmMr;
+  if (!packed_b && !b_in_place) {  // every B panel of a k-block, 64-byte aligned inside the buffer
     const std::size_t bneed = static_cast<std::size_t>(kc_max * npad + 16);
     if (scratch.b.size() < bneed) scratch.b.resize(bneed);
     bbuf = scratch.b.data();
     while (reinterpret_cast<std::uintptr_t>(bbuf) % 64 != 0) ++bbuf;
   }
 
-  // Order: per k-block, pack op(A) and B whole unless given packed (both stay in L2), then walk C row panel by row
+  // Order: per k-block, pack op(A) and B whole unless given packed or read in place (both stay in L2), then walk C row panel by row
   // panel, left to right, so that its rows are written sequentially (walking column panels
   // instead scatters the writes over every row of C: measured 1.4x slower for a (512, 1024) C).
   // The epilogue gets whole row panels: long contiguous rows for its elementwise loops.
@@ -307,22 +339,32 @@ inline void gemm_avx512(Eigen::Index M, Eigen::Index N, Eigen::Index K, const fl
       ap = packed_a + mpad * k0;
     else if (a_in_place)
       ap = A + k0 * lda;
+    else if (a_rows)
+      ap = A + k0;
     else
       gemm_pack_a<TransA>(A, lda, M, k0, kc, abuf);
-    const Eigen::Index apanel = a_in_place ? 1 : kc, arow = a_in_place ? lda : kGemmMr;
+    const Eigen::Index apanel = a_in_place ? 1 : a_rows ? lda : kc, arow = (a_in_place || a_rows) ? lda : kGemmMr;
     if (packed_b)
       bp = packed_b + npad * k0;
+    else if (b_in_place)
+      bp = B + k0 * ldb;
     else
       gemm_pack_b_block<TransB>(B, ldb, N, k0, kc, bbuf);
+    const Eigen::Index bpanel = b_in_place ? 1 : kc, brow = b_in_place ? ldb : kGemmNr;
     for (Eigen::Index i = 0; i < M; i += kGemmMr) {
       const Eigen::Index mr = std::min(kGemmMr, M - i);
       for (Eigen::Index j = 0; j < N; j += kGemmNr) {
         const Eigen::Index nr = std::min(kGemmNr, N - j);
         float* c = C + i * ldc + j;
-        if (mr == kGemmMr && nr == kGemmNr)
-          gemm_kernel_12x32(kc, ap + i * apanel, arow, bp + j * kc, c, ldc, load);
+        if (a_rows) {
+          if (mr == kGemmMr && nr == kGemmNr)
+            gemm_kernel_12x32<true>(kc, ap + i * apanel, arow, bp + j * bpanel, brow, c, ldc, load);
+          else
+            gemm_tile<true>(mr, nr, kc, ap + i * apanel, arow, bp + j * bpanel, brow, c, ldc, load);
+        } else if (mr == kGemmMr && nr == kGemmNr)
+          gemm_kernel_12x32(kc, ap + i * apanel, arow, bp + j * bpanel, brow, c, ldc, load);
         else
-          gemm_tile(mr, nr, kc, ap + i * apanel, arow, bp + j * kc, c, ldc, load);
+          gemm_tile(mr, nr, kc, ap + i * apanel, arow, bp + j * bpanel, brow, c, ldc, load);
       }
       if (last) epilogue(i, Eigen::Index{0}, mr, N);  // the row panel (<= 12 rows) is final
     }
