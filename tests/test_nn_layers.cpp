@@ -186,6 +186,22 @@ TEST_CASE("Dropout: the mask is the documented stream (vector lanes or not), rng
   }
 }
 
+TEST_CASE("Dropout: sample_mask_rows is sample_mask row after row (one stream)", "[nn]") {
+  const nn::Dropout drop(0.3);
+  for (std::size_t cols : {1, 3, 4, 31, 32, 33, 64, 100}) {
+    for (std::size_t rows : {1, 2, 7}) {
+      const std::size_t ld = cols + 5;  // gaps between rows stay untouched
+      Rng a(300 + cols), b(300 + cols);
+      std::vector<std::uint8_t> got(rows * ld, 9), want(rows * ld, 9);
+      drop.sample_mask_rows(a, got.data(), rows, cols, ld);
+      for (std::size_t r = 0; r < rows; ++r) drop.sample_mask(b, want.data() + r * ld, cols);
+      INFO("rows " << rows << " cols " << cols);
+      CHECK(got == want);
+      CHECK(a.state() == b.state());
+    }
+  }
+}
+
 TEST_CASE("Dropout: seeded mask, inverted scaling, identity in eval, gradient", "[nn]") {
   const nn::Dropout drop(0.25);
   std::vector<std::uint8_t> m1(10001), m2(10001);

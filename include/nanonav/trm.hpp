@@ -537,14 +537,14 @@ inline void draw_block_masks(const TrmConfig& c, int chunk, int app, int l, cons
   const nn::Dropout drop(dr.p);
   const int T = c.tokens(), D = c.dim, H = 4 * D, Dh = D / 2;
   const std::size_t CD = static_cast<std::size_t>(chunk) * D;
-  for (int b = 0; b < chunk; ++b) {
+  const std::size_t d = static_cast<std::size_t>(D), dh = static_cast<std::size_t>(Dh);
+  for (int b = 0; b < chunk; ++b) {  // sample b's rows, in this order, from its own stream
     Rng rng = dr.stream(c, b, app, l);
-    for (int r = 0; r < H; ++r) drop.sample_mask(rng, &cc.m_h1[r * CD + static_cast<std::size_t>(b) * D], D);
-    for (int t = 0; t < T; ++t) drop.sample_mask(rng, &cc.m_o1[t * CD + static_cast<std::size_t>(b) * D], D);
-    for (int t = 0; t < T; ++t)
-      drop.sample_mask(rng, &cc.m_h2[(static_cast<std::size_t>(t) * chunk + b) * Dh], Dh);
-    for (int t = 0; t < T; ++t)
-      drop.sample_mask(rng, &cc.m_o2[(static_cast<std::size_t>(t) * chunk + b) * D], D);
+    const auto sb = static_cast<std::size_t>(b);
+    drop.sample_mask_rows(rng, &cc.m_h1[sb * d], static_cast<std::size_t>(H), d, CD);
+    drop.sample_mask_rows(rng, &cc.m_o1[sb * d], static_cast<std::size_t>(T), d, CD);
+    drop.sample_mask_rows(rng, &cc.m_h2[sb * dh], static_cast<std::size_t>(T), dh, static_cast<std::size_t>(chunk) * dh);
+    drop.sample_mask_rows(rng, &cc.m_o2[sb * d], static_cast<std::size_t>(T), d, CD);
   }
 }
 

@@ -452,33 +452,43 @@ struct Dropout {
   /// probability 6554/65536 = 0.100006. With AVX-512 (F, DQ, BW, VL) eight outputs (32
   /// entries) are made at once in vector lanes (SplitMix64 outputs are independent given the
   /// state): the same stream, computed in lanes.
-  void sample_mask(Rng& rng, std::uint8_t* mask, std::size_t n) const {
+  void sample_mask(Rng& rng, std::uint8_t* mask, std::size_t n) const { sample_mask_rows(rng, mask, 1, n, n); }
+
+  /// The same as sample_mask(rng, mask + r * ld, cols) for r = 0, 1, ..., rows - 1 in turn (one
+  /// stream, each row starting at a new RNG output), in one call: the TRM draws its masks in
+  /// rows of dim or dim / 2 entries, where a call per row cost more than the draws.
+  void sample_mask_rows(Rng& rng, std::uint8_t* mask, std::size_t rows, std::size_t cols, std::size_t ld) const {
     const auto threshold = static_cast<std::uint64_t>(std::llround(p * 65536.0));
-    const std::size_t draws = (n + 3) / 4;
-    const std::uint64_t s0 = rng.state();
-    std::size_t i = 0;  // mask entries done
+    const std::size_t draws = (cols + 3) / 4;  // per row
+    std::uint64_t s = rng.state();
 #if defined(__AVX512F__) && defined(__AVX512DQ__) && defined(__AVX512BW__) && defined(__AVX512VL__)
-    if (threshold <= 0xFFFFull) {
-      const auto ll = [](std::uint64_t v) { return static_cast<long long>(v); };
-      const __m512i thr = _mm512_set1_epi16(static_cast<short>(static_cast<std::uint16_t>(threshold)));
-      const __m512i m1 = _mm512_set1_epi64(ll(0xBF58476D1CE4E5B9ull)), m2 = _mm512_set1_epi64(ll(0x94D049BB133111EBull));
-      const __m512i step = _mm512_set1_epi64(ll(8 * Rng::kGamma));
-      __m512i z = _mm512_add_epi64(_mm512_set1_epi64(ll(s0)),
-                                   _mm512_mullo_epi64(_mm512_set_epi64(8, 7, 6, 5, 4, 3, 2, 1), _mm512_set1_epi64(ll(Rng::kGamma))));
-      for (; i + 32 <= n; i += 32) {  // 8 outputs -> 32 mask bytes (16-bit lanes in memory order)
-        __m512i u = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 30)), m1);
-        u = _mm512_mullo_epi64(_mm512_xor_si512(u, _mm512_srli_epi64(u, 27)), m2);
-        u = _mm512_xor_si512(u, _mm512_srli_epi64(u, 31));
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(mask + i), _mm256_maskz_set1_epi8(_mm512_cmpge_epu16_mask(u, thr), 1));
-        z = _mm512_add_epi64(z, step);
+    const auto ll = [](std::uint64_t v) { return static_cast<long long>(v); };
+    const __m512i thr = _mm512_set1_epi16(static_cast<short>(static_cast<std::uint16_t>(threshold)));
+    const __m512i m1 = _mm512_set1_epi64(ll(0xBF58476D1CE4E5B9ull)), m2 = _mm512_set1_epi64(ll(0x94D049BB133111EBull));
+    const __m512i step = _mm512_set1_epi64(ll(8 * Rng::kGamma));
+    const __m512i first = _mm512_mullo_epi64(_mm512_set_epi64(8, 7, 6, 5, 4, 3, 2, 1), _mm512_set1_epi64(ll(Rng::kGamma)));
+#endif
+    for (std::size_t r = 0; r < rows; ++r, s += draws * Rng::kGamma) {
+      std::uint8_t* row = mask + r * ld;
+      std::size_t i = 0;  // entries of this row done
+#if defined(__AVX512F__) && defined(__AVX512DQ__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+      if (threshold <= 0xFFFFull) {
+        __m512i z = _mm512_add_epi64(_mm512_set1_epi64(ll(s)), first);
+        for (; i + 32 <= cols; i += 32) {  // 8 outputs -> 32 mask bytes (16-bit lanes in memory order)
+          __m512i u = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 30)), m1);
+          u = _mm512_mullo_epi64(_mm512_xor_si512(u, _mm512_srli_epi64(u, 27)), m2);
+          u = _mm512_xor_si512(u, _mm512_srli_epi64(u, 31));
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(row + i), _mm256_maskz_set1_epi8(_mm512_cmpge_epu16_mask(u, thr), 1));
+          z = _mm512_add_epi64(z, step);
+        }
+      }
+#endif
+      for (; i < cols; i += 4) {  // output i / 4 + 1 of the row's stream
+        const std::uint64_t u = Rng::mix(s + (i / 4 + 1) * Rng::kGamma);
+        for (std::size_t q = 0; q < 4 && i + q < cols; ++q) row[i + q] = ((u >> (16 * q)) & 0xFFFFull) >= threshold;
       }
     }
-#endif
-    for (; i < n; i += 4) {  // output i / 4 + 1 of the stream
-      const std::uint64_t u = Rng::mix(s0 + (i / 4 + 1) * Rng::kGamma);
-      for (std::size_t q = 0; q < 4 && i + q < n; ++q) mask[i + q] = ((u >> (16 * q)) & 0xFFFFull) >= threshold;
-    }
-    rng.set_state(s0 + draws * Rng::kGamma);
+    rng.set_state(s);
   }
 
   /// y = x * mask * scale (train) or y = x (eval). mask holds x.size() bytes in row-major order.
