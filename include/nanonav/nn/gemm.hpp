@@ -307,7 +307,9 @@ inline void gemm_avx512(Eigen::Index M, Eigen::Index N, Eigen::Index K, const fl
   // - A (row-major) when C has at most two column panels: a packed row panel would serve only
   //   one or two tiles (the kernel broadcasts from 12 row pointers instead);
   // - B (not transposed) when C has at most 8 row panels: a packed panel would be read at most
-  //   8 times (the kernel loads B's rows with their stride; the edge tile masks its loads).
+  //   8 times (the kernel loads B's rows with their stride; the edge tile masks its loads),
+  //   unless that stride is a multiple of 4 KiB: its rows would then share a few L1 sets
+  //   (dim 128's C·dim = 1024 floats: measured 0.94x in training with it in place).
   // The arithmetic (and so every bit of C) is the same either way. Measured on the TRM's
   // shapes (docs/performance.md): 1.1-1.4x for the feature-mixing products and M = T products.
   const bool a_in_place = TransA && !packed_a;
@@ -317,7 +319,7 @@ inline void gemm_avx512(Eigen::Index M, Eigen::Index N, Eigen::Index K, const fl
       scratch.a.resize(static_cast<std::size_t>(mpad * kc_max));
     abuf = scratch.a.data();
   }
-  const bool b_in_place = !TransB && !packed_b && M <= 8 * kGemmMr;
+  const bool b_in_place = !TransB && !packed_b && M <= 8 * kGemmMr && ldb % 1024 != 0;
   if (!packed_b && !b_in_place) {  // every B panel of a k-block, 64-byte aligned inside the buffer
     const std::size_t bneed = static_cast<std::size_t>(kc_max * npad + 16);
     if (scratch.b.size() < bneed) scratch.b.resize(bneed);
