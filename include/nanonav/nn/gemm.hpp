@@ -204,32 +204,19 @@ inline void gemm_kernel(Eigen::Index kc, const float* Ap, Eigen::Index ldap, con
 #pragma GCC unroll 12
     for (int r = 0; r < R; ++r) c0[r] = c1[r] = _mm512_setzero_ps();
   }
-  if constexpr (ARows) {
-    const float* ar[R];
+  const float* ar[R];  // with ARows: row r of A
 #pragma GCC unroll 12
-    for (int r = 0; r < R; ++r) ar[r] = Ap + r * ldap;
-    for (Eigen::Index k = 0; k < kc; ++k) {
-      const __m512 b0 = _mm512_maskz_loadu_ps(m0, Bp), b1 = _mm512_maskz_loadu_ps(m1, Bp + 16);
+  for (int r = 0; r < R; ++r) ar[r] = Ap + r * ldap;
+  for (Eigen::Index k = 0; k < kc; ++k) {
+    const __m512 b0 = _mm512_maskz_loadu_ps(m0, Bp), b1 = _mm512_maskz_loadu_ps(m1, Bp + 16);
 #pragma GCC unroll 12
-      for (int r = 0; r < R; ++r) {
-        const __m512 a = _mm512_set1_ps(ar[r][k]);
-        c0[r] = _mm512_fmadd_ps(a, b0, c0[r]);
-        c1[r] = _mm512_fmadd_ps(a, b1, c1[r]);
-      }
-      Bp += ldbp;
+    for (int r = 0; r < R; ++r) {
+      const __m512 a = _mm512_set1_ps(ARows ? ar[r][k] : Ap[r]);
+      c0[r] = _mm512_fmadd_ps(a, b0, c0[r]);
+      c1[r] = _mm512_fmadd_ps(a, b1, c1[r]);
     }
-  } else {
-    for (Eigen::Index k = 0; k < kc; ++k) {
-      const __m512 b0 = _mm512_maskz_loadu_ps(m0, Bp), b1 = _mm512_maskz_loadu_ps(m1, Bp + 16);
-#pragma GCC unroll 12
-      for (int r = 0; r < R; ++r) {
-        const __m512 a = _mm512_set1_ps(Ap[r]);
-        c0[r] = _mm512_fmadd_ps(a, b0, c0[r]);
-        c1[r] = _mm512_fmadd_ps(a, b1, c1[r]);
-      }
-      Ap += ldap;
-      Bp += ldbp;
-    }
+    if constexpr (!ARows) Ap += ldap;
+    Bp += ldbp;
   }
 #pragma GCC unroll 12
   for (int r = 0; r < R; ++r) {
