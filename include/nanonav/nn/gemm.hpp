@@ -189,10 +189,12 @@ inline void gemm_pack_bt(const float* B, Eigen::Index ldb, Eigen::Index k0, Eige
 /// the columns (0-15, 16-31) that exist, so edge tiles are written in place. Row k of Bp is at
 /// Bp + k * ldbp (a packed panel: ldbp = 32; B read in place: its row stride). A is k-major
 /// (row r of step k at Ap[k * ldap + r]: a packed panel, or op(A) = Aᵀ read in place) or, with
-/// ARows, row-major (Ap[r * ldap + k]: A read in place, one broadcast per row).
+/// ARows, row-major (Ap[r * ldap + k]: A read in place, one broadcast per row). With pf, the
+/// two cache lines at pf + k * ldbp are prefetched at step k (the next panel of a B read in
+/// place, whose rows the hardware prefetchers do not follow at that stride).
 template <int R, bool ARows = false>
 inline void gemm_kernel(Eigen::Index kc, const float* Ap, Eigen::Index ldap, const float* Bp, Eigen::Index ldbp, float* C, Eigen::Index ldc,
-                        bool load_c, __mmask16 m0, __mmask16 m1) {
+                        bool load_c, __mmask16 m0, __mmask16 m1, const float* pf = nullptr) {
   __m512 c0[R], c1[R];
   if (load_c) {
 #pragma GCC unroll 12
@@ -209,6 +211,11 @@ inline void gemm_kernel(Eigen::Index kc, const float* Ap, Eigen::Index ldap, con
   for (int r = 0; r < R; ++r) ar[r] = Ap + r * ldap;
   for (Eigen::Index k = 0; k < kc; ++k) {
     const __m512 b0 = _mm512_maskz_loadu_ps(m0, Bp), b1 = _mm512_maskz_loadu_ps(m1, Bp + 16);
+    if (pf) {
+      _mm_prefetch(reinterpret_cast<const char*>(pf), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(pf + 16), _MM_HINT_T0);
+      pf += ldbp;
+    }
 #pragma GCC unroll 12
     for (int r = 0; r < R; ++r) {
       const __m512 a = _mm512_set1_ps(ARows ? ar[r][k] : Ap[r]);
@@ -228,8 +235,8 @@ inline void gemm_kernel(Eigen::Index kc, const float* Ap, Eigen::Index ldap, con
 /// The full 12x32 tile (kept separate from the masked one: plain loads and stores).
 template <bool ARows = false>
 inline void gemm_kernel_12x32(Eigen::Index kc, const float* Ap, Eigen::Index ldap, const float* Bp, Eigen::Index ldbp, float* C, Eigen::Index ldc,
-                              bool load_c) {
-  gemm_kernel<kGemmMr, ARows>(kc, Ap, ldap, Bp, ldbp, C, ldc, load_c, __mmask16(0xFFFF), __mmask16(0xFFFF));
+                              bool load_c, const float* pf = nullptr) {
+  gemm_kernel<kGemmMr, ARows>(kc, Ap, ldap, Bp, ldbp, C, ldc, load_c, __mmask16(0xFFFF), __mmask16(0xFFFF), pf);
 }
 
 template <bool ARows = false>
@@ -299,6 +306,8 @@ inline void gemm_avx512(Eigen::Index M, Eigen::Index N, Eigen::Index K, const fl
   //   (dim 128's C·dim = 1024 floats: measured 0.94x in training with it in place).
   // The arithmetic (and so every bit of C) is the same either way. Measured on the TRM's
   // shapes (docs/performance.md): 1.1-1.4x for the feature-mixing products and M = T products.
+  // A B read in place comes from memory during the first row panel (then it is in L2): there,
+  // each full tile prefetches the next column panel's rows.
   const bool a_in_place = TransA && !packed_a;
   const bool a_rows = !TransA && !packed_a && N <= 2 * kGemmNr;
   if (!packed_a && !a_in_place && !a_rows) {
@@ -345,13 +354,14 @@ inline void gemm_avx512(Eigen::Index M, Eigen::Index N, Eigen::Index K, const fl
       for (Eigen::Index j = 0; j < N; j += kGemmNr) {
         const Eigen::Index nr = std::min(kGemmNr, N - j);
         float* c = C + i * ldc + j;
+        const float* pf = b_in_place && i == 0 && j + kGemmNr < N ? bp + (j + kGemmNr) * bpanel : nullptr;
         if (a_rows) {
           if (mr == kGemmMr && nr == kGemmNr)
             gemm_kernel_12x32<true>(kc, ap + i * apanel, arow, bp + j * bpanel, brow, c, ldc, load);
           else
             gemm_tile<true>(mr, nr, kc, ap + i * apanel, arow, bp + j * bpanel, brow, c, ldc, load);
         } else if (mr == kGemmMr && nr == kGemmNr)
-          gemm_kernel_12x32(kc, ap + i * apanel, arow, bp + j * bpanel, brow, c, ldc, load);
+          gemm_kernel_12x32(kc, ap + i * apanel, arow, bp + j * bpanel, brow, c, ldc, load, pf);
         else
           gemm_tile(mr, nr, kc, ap + i * apanel, arow, bp + j * bpanel, brow, c, ldc, load);
       }
