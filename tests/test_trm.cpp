@@ -184,7 +184,7 @@ TEST_CASE("a mixer block: gradients of input and all 10 parameters", "[trm][grad
         "block", x, ps,
         [&](const MatD& in, MatD& y) {
           y.resize(M, c.dim);
-          detail::block_forward(blk, c, chunk, in.data(), y.data(), ws.caches[0], ws.norm, ws.gemm, 0, 0, off);
+          detail::block_forward(blk, c, chunk, in.data(), y.data(), ws.caches[0], ws.hidden_masks, ws.norm, ws.gemm, 0, 0, off);
         },
         [&](const MatD& in, const MatD& dy, MatD& dx) {
           ws.dx = dy;
@@ -369,7 +369,7 @@ TEST_CASE("input injection with grad through the last k: the embedding learns th
   CHECK(g[0].cwiseAbs().maxCoeff() > 0);  // unlike without injection, the embedding is reached
 }
 
-TEST_CASE("the fused float GELU + dropout (+ GELU') agrees with the double form", "[trm]") {
+TEST_CASE("the fused float GELU + dropout (+ Dropout'·GELU') agrees with the double form", "[trm]") {
   // Float goes to the AVX-512 form in AVX-512 builds and to Eigen's erf otherwise; both must
   // match the double (std::erf) form to float precision, including the tails, huge inputs,
   // the biases, the dropout mask and lengths that are not a multiple of the vector width.
@@ -392,6 +392,21 @@ TEST_CASE("the fused float GELU + dropout (+ GELU') agrees with the double form"
       const float* bv = variant == 2 ? bias_vec.data() : nullptr;
       std::vector<float> in = a;
       detail::gelu_dropout_forward<float>(a.data(), g.data(), len, mk, variant > 0 ? scale : 1.0f, true, b, bv);
+      // the same with g written over the input and GELU' into a separate buffer: 64-byte
+      // aligned (streaming stores in AVX-512 builds) and not
+      for (std::size_t off : {std::size_t{0}, std::size_t{1}}) {
+        std::vector<float, nn::Aligned64Allocator<float>> gi(in.begin(), in.end()), d(a.size() + 1, 7.0f);
+        detail::gelu_dropout_forward<float>(gi.data(), gi.data(), len, mk, variant > 0 ? scale : 1.0f, true, b, bv,
+                                            d.data() + off);
+        detail::streaming_stores_done<float>();
+        INFO("in place, GELU' at offset " << off);
+        for (Eigen::Index i = 0; i < len; ++i) {
+          CHECK(gi[static_cast<std::size_t>(i)] == g[static_cast<std::size_t>(i)]);
+          CHECK(d[off + static_cast<std::size_t>(i)] == a[static_cast<std::size_t>(i)]);
+        }
+        CHECK(d[off + static_cast<std::size_t>(len)] == 7.0f);
+        if (off == 1) CHECK(d[0] == 7.0f);
+      }
       double worst_g = 0, worst_d = 0;
       for (Eigen::Index i = 0; i < len; ++i) {
         // the reference in double, from the float input the kernel saw
@@ -399,9 +414,10 @@ TEST_CASE("the fused float GELU + dropout (+ GELU') agrees with the double form"
         const double cdf = 0.5 * (1 + std::erf(x / std::sqrt(2.0)));
         const double m = mk ? mk[i] * static_cast<double>(scale) : 1.0;
         const double want_g = x * cdf * m;
-        const double want_d = cdf + x * std::exp(-0.5 * x * x) / std::sqrt(2 * M_PI);
+        // GELU' with the mask and scale folded in (what backward multiplies by)
+        const double want_d = (cdf + x * std::exp(-0.5 * x * x) / std::sqrt(2 * M_PI)) * m;
         worst_g = std::max(worst_g, std::abs(g[i] - want_g) / (1 + std::abs(x) * m));
-        worst_d = std::max(worst_d, std::abs(a[i] - want_d));
+        worst_d = std::max(worst_d, std::abs(a[i] - want_d) / std::max(1.0, m));
       }
       INFO("len " << len << ", variant " << variant);
       CHECK(worst_g < 4e-7);

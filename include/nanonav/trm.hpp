@@ -232,12 +232,12 @@ namespace detail {
 /// What one mixer block keeps for backward (also used as scratch when nothing is kept).
 template <class S>
 struct TrmBlockCache {
-  nn::Mat<S> a1;    // (4dim, C*dim) W1 n1 + b1, then GELU' of it (block_forward with keep)
-  nn::Mat<S> g1;    // (4dim, C*dim) Dropout(GELU(a1))
+  nn::Mat<S> a1;    // (4dim, C*dim) Dropout'·GELU' of u = W1 n1 + b1 (block_forward with keep)
+  nn::Mat<S> g1;    // (4dim, C*dim) u, then Dropout(GELU(u))
   nn::Mat<S> xmid;  // (T*C, dim)   x after the token-mixing residual
-  nn::Mat<S> a2;    // (T*C, dim/2) n2 Wc1ᵀ + bc1, then GELU' of it (block_forward with keep)
+  nn::Mat<S> a2;    // (T*C, dim/2) n2 Wc1ᵀ + bc1, then Dropout'·GELU' of it (block_forward with keep)
   nn::Mat<S> g2;    // (T*C, dim/2) Dropout(GELU(a2))
-  std::vector<std::uint8_t> m_h1, m_o1, m_h2, m_o2;  // dropout masks of the 4 sites
+  std::vector<std::uint8_t> m_o1, m_o2;  // dropout masks of the two residual sites
 
   void resize(int tokens, int dim, int chunk, bool masks) {
     const Eigen::Index m = static_cast<Eigen::Index>(tokens) * chunk, cd = static_cast<Eigen::Index>(chunk) * dim;
@@ -247,11 +247,21 @@ struct TrmBlockCache {
     a2.resize(m, dim / 2);
     g2.resize(m, dim / 2);
     if (masks) {
-      m_h1.resize(static_cast<std::size_t>(a1.size()));
       m_o1.resize(static_cast<std::size_t>(xmid.size()));
-      m_h2.resize(static_cast<std::size_t>(a2.size()));
       m_o2.resize(static_cast<std::size_t>(xmid.size()));
     }
+  }
+};
+
+/// The dropout masks of a block's two hidden sites (after each GELU). Backward does not read
+/// them (a1 and a2 keep GELU' with the mask folded in), so one pair serves every application.
+struct TrmHiddenMasks {
+  std::vector<std::uint8_t> h1;  // (4dim, C*dim)
+  std::vector<std::uint8_t> h2;  // (T*C, dim/2)
+
+  void resize(int tokens, int dim, int chunk) {
+    h1.resize(static_cast<std::size_t>(4 * dim) * static_cast<std::size_t>(chunk) * static_cast<std::size_t>(dim));
+    h2.resize(static_cast<std::size_t>(tokens) * static_cast<std::size_t>(chunk) * static_cast<std::size_t>(dim / 2));
   }
 };
 
@@ -333,6 +343,7 @@ class TrmWorkspace {
     for (auto& s : states) s.resize(m, dim_);
     caches.resize(static_cast<std::size_t>(std::max(cached, 1)) * static_cast<std::size_t>(depth_));
     for (auto& cc : caches) cc.resize(tokens_, dim_, chunk, masks);
+    if (masks) hidden_masks.resize(tokens_, dim_, chunk);
     if (c.input_injection) {
       emb.resize(m, dim_);
       demb.resize(m, dim_);
@@ -369,6 +380,7 @@ class TrmWorkspace {
   std::vector<int> idx;                  // (T*C) token ids, token-major
   std::vector<nn::Mat<S>> states;        // (T*C, dim) each: app a block l input at a*(depth+1)+l
   std::vector<detail::TrmBlockCache<S>> caches;  // app a block l at a*depth+l
+  detail::TrmHiddenMasks hidden_masks;           // the blocks' hidden-site masks, as drawn last
   nn::Mat<S> pooled, h0, h0d, h1, h1d, logits;   // head activations (C, .)
   std::vector<std::uint8_t> mh0, mh1;            // head dropout masks
   nn::Mat<S> dx, dx2, dz, dn, dg1, dg2, dlogits, dh, dh2;  // gradient scratch
@@ -392,6 +404,14 @@ using ArrMap = Eigen::Map<Eigen::Array<S, Eigen::Dynamic, 1>>;
 template <class S>
 using CArrMap = Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, 1>>;
 
+/// Orders this thread's streaming stores (gelu_dropout_forward's d_out) before what follows.
+template <class S>
+inline void streaming_stores_done() noexcept {
+#if NANONAV_GEMM_AVX512
+  if constexpr (std::is_same_v<S, float>) _mm_sfence();
+#endif
+}
+
 #if NANONAV_GEMM_AVX512
 /// The lanes of a 16-wide step with `left` entries still to do.
 inline __mmask16 lanes16(Eigen::Index left) noexcept {
@@ -413,7 +433,10 @@ inline __m512 mask_times_scale16(const std::uint8_t* mask, Eigen::Index left, __
 /// step. No division, no second transcendental. tests/test_trm.cpp checks it against the
 /// double form.
 inline void gelu_dropout_forward_avx512(float* a, float* g, Eigen::Index n, const std::uint8_t* mask,
-                                        float scale, bool keep, float bias, const float* bias_vec) {
+                                        float scale, bool keep, float bias, const float* bias_vec, float* d_out) {
+  // d_out: GELU' by streaming stores, 16 entries at a time where it is 64-byte aligned
+  const bool stream = d_out && reinterpret_cast<std::uintptr_t>(d_out) % 64 == 0;
+  float* dst = d_out ? d_out : a;
   const __m512 vbias = _mm512_set1_ps(bias), vscale = _mm512_set1_ps(scale);
   const __m512 one = _mm512_set1_ps(1.0f), half = _mm512_set1_ps(0.5f);
   for (Eigen::Index i = 0; i < n; i += 16) {
@@ -452,66 +475,82 @@ inline void gelu_dropout_forward_avx512(float* a, float* g, Eigen::Index n, cons
     const __mmask16 neg = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
     const __m512 phi_cdf = _mm512_mask_blend_ps(neg, _mm512_sub_ps(one, h), h);
     __m512 y = _mm512_mul_ps(x, phi_cdf);
+    __m512 ms = vscale;
     if (mask) {
-      y = _mm512_mul_ps(y, mask_times_scale16(mask + i, n - i, vscale));
+      ms = mask_times_scale16(mask + i, n - i, vscale);
+      y = _mm512_mul_ps(y, ms);
     }
     _mm512_mask_storeu_ps(g + i, k, y);
-    // GELU'(x) = Φ(x) + x φ(x), φ(x) = e / √(2π)
-    if (keep)
-      _mm512_mask_storeu_ps(a + i, k, _mm512_fmadd_ps(_mm512_mul_ps(x, e), _mm512_set1_ps(0.39894228040143267794f), phi_cdf));
+    // GELU'(x) = Φ(x) + x φ(x), φ(x) = e / √(2π); times the mask and scale where there is one
+    if (keep) {
+      __m512 dv = _mm512_fmadd_ps(_mm512_mul_ps(x, e), _mm512_set1_ps(0.39894228040143267794f), phi_cdf);
+      if (mask) dv = _mm512_mul_ps(dv, ms);
+      if (stream && k == __mmask16(0xFFFF))
+        _mm512_stream_ps(dst + i, dv);
+      else
+        _mm512_mask_storeu_ps(dst + i, k, dv);
+    }
   }
 }
 #endif
 
-/// g = Dropout(GELU(a)) over n entries, after a += bias (and a += bias_vec entrywise, if given).
-/// With keep (an application that backward will visit), a is then overwritten by
-/// GELU'(a) = Φ(a) + a φ(a), which is all backward needs of a: erf is evaluated once per
-/// training step instead of once forward and once backward. Float with AVX-512 goes to
-/// gelu_dropout_forward_avx512; otherwise Eigen's erf, through blocks of 256 entries so the
-/// Φ(a) scratch stays in L1.
+/// g = Dropout(GELU(x)) over n entries, x = a + bias (+ bias_vec entrywise, if given); g may be
+/// a itself. With keep (an application that backward will visit), Dropout'·GELU'(x) =
+/// mask · scale · (Φ(x) + x φ(x)) (without a mask, GELU'(x)) is then written over a, or into
+/// d_out if given (by streaming stores where aligned: for a tensor only backward reads). That
+/// is all backward needs of x and of the mask: erf is evaluated once per training step instead
+/// of once forward and once backward, and backward does not read the mask. Float with AVX-512
+/// goes to gelu_dropout_forward_avx512; otherwise Eigen's erf, through blocks of 256 entries so
+/// the scratch stays in L1.
 template <class S>
 inline void gelu_dropout_forward(S* a, S* g, Eigen::Index n, const std::uint8_t* mask, S scale,
-                                      bool keep, S bias = S(0), const S* bias_vec = nullptr) {
+                                 bool keep, S bias = S(0), const S* bias_vec = nullptr, S* d_out = nullptr) {
+  NANONAV_ASSERT(!(keep && !d_out && g == a));  // GELU' would overwrite g
 #if NANONAV_GEMM_AVX512
   if constexpr (std::is_same_v<S, float>) {
-    gelu_dropout_forward_avx512(a, g, n, mask, scale, keep, bias, bias_vec);
+    gelu_dropout_forward_avx512(a, g, n, mask, scale, keep, bias, bias_vec, d_out);
     return;
   }
 #endif
   constexpr Eigen::Index kBlock = 256;
-  alignas(64) S cdf[kBlock];
+  alignas(64) S xb[kBlock], cdf[kBlock];
+  S* d = d_out ? d_out : a;
   for (Eigen::Index i0 = 0; i0 < n; i0 += kBlock) {
     const Eigen::Index m = std::min(kBlock, n - i0);
-    ArrMap<S> av(a + i0, m), gv(g + i0, m), cv(cdf, m);
-    if (bias != S(0)) av += bias;
-    if (bias_vec) av += CArrMap<S>(bias_vec + i0, m);
-    cv = S(0.5) * (S(1) + (av * S(0.70710678118654752440)).erf());
-    gv = av * cv;
+    ArrMap<S> xv(xb, m), gv(g + i0, m), cv(cdf, m);
+    xv = CArrMap<S>(a + i0, m);  // a copy: g (and d) may be a
+    if (bias != S(0)) xv += bias;
+    if (bias_vec) xv += CArrMap<S>(bias_vec + i0, m);
+    cv = S(0.5) * (S(1) + (xv * S(0.70710678118654752440)).erf());
+    gv = xv * cv;
     if (mask) {  // written as a product with the 0/1 mask so that it vectorises
       const std::uint8_t* mk = mask + i0;
       S* gi = g + i0;
       for (Eigen::Index i = 0; i < m; ++i) gi[i] *= S(mk[i]) * scale;
     }
-    if (keep) av = cv + av * S(0.39894228040143267794) * (S(-0.5) * av.square()).exp();
+    if (keep) {
+      ArrMap<S> dv(d + i0, m);
+      dv = cv + xv * S(0.39894228040143267794) * (S(-0.5) * xv.square()).exp();
+      if (mask) {
+        const std::uint8_t* mk = mask + i0;
+        S* di = d + i0;
+        for (Eigen::Index i = 0; i < m; ++i) di[i] *= S(mk[i]) * scale;
+      }
+    }
   }
 }
 
-/// da = dg * mask * scale * d, written over dg, where d = GELU'(a) was kept by
-/// gelu_dropout_forward (with keep). Returns the sum of the da (a bias gradient), made in the
-/// same pass; with AVX-512 in float, 16 lanes at a time.
+/// da = dg * d, written over dg, where d = Dropout'·GELU'(a) was kept by gelu_dropout_forward
+/// (with keep). Returns the sum of the da (a bias gradient), made in the same pass; with
+/// AVX-512 in float, 16 lanes at a time.
 template <class S>
-inline S gelu_dropout_backward(const S* d, S* dg, Eigen::Index n, const std::uint8_t* mask,
-                                       S scale) {
+inline S gelu_dropout_backward(const S* d, S* dg, Eigen::Index n) {
 #if NANONAV_GEMM_AVX512
   if constexpr (std::is_same_v<S, float>) {
     __m512 acc = _mm512_setzero_ps();
-    const __m512 vscale = _mm512_set1_ps(scale);
     for (Eigen::Index i = 0; i < n; i += 16) {
       const __mmask16 k = lanes16(n - i);
-      __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, dg + i), _mm512_maskz_loadu_ps(k, d + i));
-      if (mask) {
-        v = _mm512_mul_ps(v, mask_times_scale16(mask + i, n - i, vscale));
-      }
+      const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, dg + i), _mm512_maskz_loadu_ps(k, d + i));
       _mm512_mask_storeu_ps(dg + i, k, v);
       acc = _mm512_add_ps(acc, v);
     }
@@ -523,17 +562,15 @@ inline S gelu_dropout_backward(const S* d, S* dg, Eigen::Index n, const std::uin
     return sum;
   }
 #endif
-  if (mask)
-    for (Eigen::Index i = 0; i < n; ++i) dg[i] = dg[i] * d[i] * (S(mask[i]) * scale);
-  else
-    for (Eigen::Index i = 0; i < n; ++i) dg[i] *= d[i];
+  for (Eigen::Index i = 0; i < n; ++i) dg[i] *= d[i];
   return CArrMap<S>(dg, n).sum();
 }
 
-/// Draws the 4 dropout masks of block l, application `app`, for every sample of the chunk.
+/// Draws the 4 dropout masks of block l, application `app`, for every sample of the chunk: the
+/// residual sites' into cc, the hidden sites' into hm.
 template <class S>
 inline void draw_block_masks(const TrmConfig& c, int chunk, int app, int l, const TrmDropout& dr,
-                             TrmBlockCache<S>& cc) {
+                             TrmBlockCache<S>& cc, TrmHiddenMasks& hm) {
   const nn::Dropout drop(dr.p);
   const int T = c.tokens(), D = c.dim, H = 4 * D, Dh = D / 2;
   const std::size_t CD = static_cast<std::size_t>(chunk) * D;
@@ -541,47 +578,50 @@ inline void draw_block_masks(const TrmConfig& c, int chunk, int app, int l, cons
   for (int b = 0; b < chunk; ++b) {  // sample b's rows, in this order, from its own stream
     Rng rng = dr.stream(c, b, app, l);
     const auto sb = static_cast<std::size_t>(b);
-    drop.sample_mask_rows(rng, &cc.m_h1[sb * d], static_cast<std::size_t>(H), d, CD);
+    drop.sample_mask_rows(rng, &hm.h1[sb * d], static_cast<std::size_t>(H), d, CD);
     drop.sample_mask_rows(rng, &cc.m_o1[sb * d], static_cast<std::size_t>(T), d, CD);
-    drop.sample_mask_rows(rng, &cc.m_h2[sb * dh], static_cast<std::size_t>(T), dh, static_cast<std::size_t>(chunk) * dh);
+    drop.sample_mask_rows(rng, &hm.h2[sb * dh], static_cast<std::size_t>(T), dh, static_cast<std::size_t>(chunk) * dh);
     drop.sample_mask_rows(rng, &cc.m_o2[sb * d], static_cast<std::size_t>(T), d, CD);
   }
 }
 
 /// One mixer block: x (T*C, dim) token-major -> out (may alias x). With keep (the default), cc
-/// receives what backward needs: a1 and a2 then hold GELU' of the pre-activations, not the
-/// pre-activations. Without, cc is only scratch. pk: the block's weights packed by
-/// pack_block_weights (forward), or null to pack them in each product.
+/// receives what backward needs: a1 and a2 then hold Dropout'·GELU' of the pre-activations (the
+/// masks of the hidden sites folded in), not the pre-activations. Without, cc is only scratch. pk:
+/// the block's weights packed by pack_block_weights (forward), or null to pack them in each product.
 template <class S>
 inline void block_forward(const TrmBlock<S>& blk, const TrmConfig& c, int chunk, const S* x, S* out,
-                          TrmBlockCache<S>& cc, nn::Mat<S>& nrm, nn::GemmScratch& gs, int app, int l, const TrmDropout& dr,
+                          TrmBlockCache<S>& cc, TrmHiddenMasks& hm, nn::Mat<S>& nrm, nn::GemmScratch& gs, int app, int l, const TrmDropout& dr,
                           bool keep = true, const TrmPackedBlock* pk = nullptr) {
   const int T = c.tokens(), D = c.dim, Dh = D / 2;
   const Eigen::Index M = static_cast<Eigen::Index>(T) * chunk, CD = static_cast<Eigen::Index>(chunk) * D;
   const S scale = static_cast<S>(1.0 / (1.0 - dr.p));
-  if (dr.active) draw_block_masks(c, chunk, app, l, dr, cc);
-  const std::uint8_t* mh1 = dr.active ? cc.m_h1.data() : nullptr;
+  if (dr.active) draw_block_masks(c, chunk, app, l, dr, cc, hm);
+  const std::uint8_t* mh1 = dr.active ? hm.h1.data() : nullptr;
   const std::uint8_t* mo1 = dr.active ? cc.m_o1.data() : nullptr;
-  const std::uint8_t* mh2 = dr.active ? cc.m_h2.data() : nullptr;
+  const std::uint8_t* mh2 = dr.active ? hm.h2.data() : nullptr;
   const std::uint8_t* mo2 = dr.active ? cc.m_o2.data() : nullptr;
 
   // token mixing: xmid = x + Dropout(W2 Dropout(GELU(W1 LN(x) + b1)) + b2)
   // Both products run their elementwise work as the epilogue of each finished row panel
-  // (nn/gemm.hpp): a1 = W1 n1, then a1 += b1, g1 = Dropout(GELU(a1)), a1 = GELU'(a1);
+  // (nn/gemm.hpp): g1 = W1 n1, then g1 += b1, a1 = Dropout'·GELU'(g1) (with keep; streamed:
+  // only backward reads a1, so it need not pass through the cache), g1 = Dropout(GELU(g1));
   // z1 = W2 g1 (into xmid), then xmid = x + Dropout(z1 + b2).
   const int H = 4 * D;
   blk.tok_norm.forward(nn::ConstMatMap<S>(x, M, D), nrm);
   const S* b1 = blk.tok_w1.bias.value.data();
   S* a1 = cc.a1.data();
   S* g1 = cc.g1.data();
-  nn::gemm<S>(false, false, H, CD, T, blk.tok_w1.weight.value.data(), T, nrm.data(), CD, a1, CD, false, gs,
+  nn::gemm<S>(false, false, H, CD, T, blk.tok_w1.weight.value.data(), T, nrm.data(), CD, g1, CD, false, gs,
               [&](Eigen::Index i, Eigen::Index j, Eigen::Index rows, Eigen::Index cols) {
                 for (Eigen::Index r = i; r < i + rows; ++r) {
                   const Eigen::Index o = r * CD + j;
-                  gelu_dropout_forward(a1 + o, g1 + o, cols, mh1 ? mh1 + o : nullptr, scale, keep, b1[r]);
+                  gelu_dropout_forward(g1 + o, g1 + o, cols, mh1 ? mh1 + o : nullptr, scale, keep, b1[r], static_cast<const S*>(nullptr),
+                                       a1 + o);
                 }
               },
               pk ? &pk->w1 : nullptr);
+  if (keep) streaming_stores_done<S>();
   const S* b2 = blk.tok_w2.bias.value.data();
   S* xm = cc.xmid.data();
   nn::gemm<S>(false, false, T, CD, H, blk.tok_w2.weight.value.data(), H, g1, CD, xm, CD, false, gs,
@@ -662,16 +702,16 @@ inline void block_backward(TrmBlock<S>& blk, const TrmConfig& c, int chunk, cons
   nn::ConstMatMap<S> dZ2(dz2, M, D);
   nn::gemm<S>(true, false, D, Dh, M, dz2, D, cc.g2.data(), Dh, blk.chan_w2.weight.grad.data(), Dh, true, ws.gemm);
   blk.chan_w2.bias.grad.row(0) += dZ2.colwise().sum();
-  // dg2 = dz2 Wc2, then per row panel dg2 *= Dropout'(GELU'(a2)) and dbc1 += it
+  // dg2 = dz2 Wc2, then per row panel dg2 *= a2 (= Dropout'·GELU' of the pre-activation) and
+  // dbc1 += it
   S* dg2 = ws.dg2.data();
   const S* d2 = cc.a2.data();
-  const std::uint8_t* mh2 = dropout_active ? cc.m_h2.data() : nullptr;
   ArrMap<S> dbc1(blk.chan_w1.bias.grad.data(), Dh);
   nn::gemm<S>(false, false, M, Dh, D, dz2, D, blk.chan_w2.weight.value.data(), Dh, dg2, Dh, false, ws.gemm,
               [&](Eigen::Index i, Eigen::Index, Eigen::Index rows, Eigen::Index) {
                 for (Eigen::Index r = i; r < i + rows; ++r) {
                   const Eigen::Index o = r * Dh;
-                  gelu_dropout_backward(d2 + o, dg2 + o, Dh, mh2 ? mh2 + o : nullptr, scale);
+                  gelu_dropout_backward(d2 + o, dg2 + o, Dh);
                   dbc1 += CArrMap<S>(dg2 + o, Dh);
                 }
               },
@@ -696,17 +736,16 @@ inline void block_backward(TrmBlock<S>& blk, const TrmConfig& c, int chunk, cons
   const int H = 4 * D;
   nn::gemm<S>(false, true, T, H, CD, dz1, CD, cc.g1.data(), CD, blk.tok_w2.weight.grad.data(), H, true, ws.gemm);
   blk.tok_w2.bias.grad.row(0) += dZ1.rowwise().sum().transpose();
-  // dg1 = W2ᵀ dz1, then per row panel dg1 *= Dropout'(GELU'(a1)) and db1 += its row sums (the
+  // dg1 = W2ᵀ dz1, then per row panel dg1 *= a1 (= Dropout'·GELU') and db1 += its row sums (the
   // epilogue, nn/gemm.hpp)
   S* dg1 = ws.dg1.data();
   const S* d1 = cc.a1.data();
-  const std::uint8_t* mh1 = dropout_active ? cc.m_h1.data() : nullptr;
   S* db1 = blk.tok_w1.bias.grad.data();
   nn::gemm<S>(true, false, H, CD, T, blk.tok_w2.weight.value.data(), H, dz1, CD, dg1, CD, false, ws.gemm,
               [&](Eigen::Index i, Eigen::Index j, Eigen::Index rows, Eigen::Index cols) {
                 for (Eigen::Index r = i; r < i + rows; ++r) {
                   const Eigen::Index o = r * CD + j;
-                  db1[r] += gelu_dropout_backward(d1 + o, dg1 + o, cols, mh1 ? mh1 + o : nullptr, scale);
+                  db1[r] += gelu_dropout_backward(d1 + o, dg1 + o, cols);
                 }
               },
               pk ? &pk->w2t : nullptr);
@@ -751,7 +790,7 @@ inline void network_forward(const Trm<S>& model, int chunk, int cached, const Tr
     if (inject && a > 0) ws.states[0] += ws.emb;
     S* x = ws.states[0].data();
     for (int l = 0; l < L; ++l)
-      block_forward(model.blocks[l], c, chunk, x, x, ws.caches[0], ws.norm, ws.gemm, a, l, dr, false,
+      block_forward(model.blocks[l], c, chunk, x, x, ws.caches[0], ws.hidden_masks, ws.norm, ws.gemm, a, l, dr, false,
                     &ws.packed[static_cast<std::size_t>(l)]);
     model.norm.forward(ws.states[0], ws.states[0]);
   }
@@ -762,7 +801,7 @@ inline void network_forward(const Trm<S>& model, int chunk, int cached, const Tr
     if (inject && a > 0) ws.states[base] += ws.emb;
     for (int l = 0; l < L; ++l)
       block_forward(model.blocks[l], c, chunk, ws.states[base + l].data(), ws.states[base + l + 1].data(),
-                    ws.caches[static_cast<std::size_t>(k) * L + l], ws.norm, ws.gemm, a, l, dr, true,
+                    ws.caches[static_cast<std::size_t>(k) * L + l], ws.hidden_masks, ws.norm, ws.gemm, a, l, dr, true,
                     &ws.packed[static_cast<std::size_t>(l)]);
     model.norm.forward(ws.states[base + L], ws.states[base + L + 1]);
   }
@@ -826,12 +865,11 @@ inline void backward_chunk(Trm<S>& model, int chunk, int cached, const TrmDropou
                            TrmWorkspace<S>& ws, bool aux = false) {
   const TrmConfig& c = model.config();
   const int R = c.recursion, L = c.depth, T = c.tokens();
-  const S scale = static_cast<S>(1.0 / (1.0 - dr.p));
   const nn::Dropout drop(dr.p);
   // head
   ws.dh.setZero();
   model.head_w2.backward(ws.h1d, ws.dlogits, ws.dh);
-  gelu_dropout_backward(ws.h1.data(), ws.dh.data(), ws.dh.size(), dr.active ? ws.mh1.data() : nullptr, scale);
+  gelu_dropout_backward(ws.h1.data(), ws.dh.data(), ws.dh.size());
   ws.dh2.setZero();
   model.head_w1.backward(ws.h0d, ws.dh, ws.dh2);
   ws.dh.setZero();
