@@ -418,12 +418,14 @@ inline __mmask16 lanes16(Eigen::Index left) noexcept {
   return left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1u);
 }
 
-/// mask[0..16) (0/1 bytes; only the first `left` read when fewer remain) times scale, as floats.
-inline __m512 mask_times_scale16(const std::uint8_t* mask, Eigen::Index left, __m512 scale) {
+/// The lanes whose mask byte (mask[0..16), 0/1; only the first `left` read when fewer remain)
+/// is set: a kept entry is then v * scale (as v * (1 * scale)) and a dropped one 0, by one
+/// zero-masked multiply instead of widening the bytes to floats.
+inline __mmask16 mask_lanes16(const std::uint8_t* mask, Eigen::Index left) {
   alignas(16) std::uint8_t tail[16] = {};
   if (left < 16) mask = static_cast<const std::uint8_t*>(std::memcpy(tail, mask, static_cast<std::size_t>(left)));
   const __m128i mb = _mm_loadu_si128(reinterpret_cast<const __m128i*>(mask));
-  return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(mb)), scale);
+  return _mm_test_epi8_mask(mb, mb);
 }
 
 /// The float AVX-512 form of gelu_dropout_forward, 16 entries per step. Φ(x) comes from
@@ -446,8 +448,10 @@ inline void gelu_dropout_forward_avx512(float* a, float* g, Eigen::Index n, cons
     // e = exp(u), u = -x²/2 (clamped so that huge |x| gives 0, not inf - inf): u = n ln2 + r,
     // |r| ≤ ln2 / 2, exp(r) by its Taylor polynomial of degree 7 (error < 1e-8), times 2^n
     const __m512 u = _mm512_max_ps(_mm512_mul_ps(_mm512_mul_ps(x, x), _mm512_set1_ps(-0.5f)), _mm512_set1_ps(-100.0f));
-    const __m512 nf = _mm512_roundscale_ps(_mm512_mul_ps(u, _mm512_set1_ps(1.44269504088896341f)),
-                                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    // n = round(u log2 e): adding and subtracting 1.5·2^23 rounds to the nearest integer
+    // (|u log2 e| ≤ 145 here), two cheap operations instead of a multiply and a roundscale
+    const __m512 magic = _mm512_set1_ps(12582912.0f);
+    const __m512 nf = _mm512_sub_ps(_mm512_fmadd_ps(u, _mm512_set1_ps(1.44269504088896341f), magic), magic);
     // ln 2 = 355/512 + (ln 2 - 355/512): n times the short first part is exact
     __m512 r = _mm512_fnmadd_ps(nf, _mm512_set1_ps(0.693359375f), u);
     r = _mm512_fnmadd_ps(nf, _mm512_set1_ps(-2.12194440054690583e-4f), r);
@@ -465,26 +469,24 @@ inline void gelu_dropout_forward_avx512(float* a, float* g, Eigen::Index n, cons
     const __m512 d = _mm512_fmadd_ps(ax, _mm512_set1_ps(0.3275911f * 0.70710678118654752f), one);
     const __m512 t0 = _mm512_rcp14_ps(d);
     const __m512 t = _mm512_fmadd_ps(t0, _mm512_fnmadd_ps(d, t0, one), t0);
-    __m512 poly = _mm512_set1_ps(1.061405429f);
-    poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(-1.453152027f));
-    poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(1.421413741f));
-    poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(-0.284496736f));
-    poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(0.254829592f));
+    // P(t) / 2: the coefficients halved (exactly), so that h needs no multiply by 1/2
+    __m512 poly = _mm512_set1_ps(0.5f * 1.061405429f);
+    poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(0.5f * -1.453152027f));
+    poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(0.5f * 1.421413741f));
+    poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(0.5f * -0.284496736f));
+    poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(0.5f * 0.254829592f));
     // h = erfc(z) / 2 = Φ(-|x|); Φ(x) = h for x < 0 (no cancellation in the tail), 1 - h else
-    const __m512 h = _mm512_mul_ps(_mm512_mul_ps(poly, t), _mm512_mul_ps(e, half));
+    const __m512 h = _mm512_mul_ps(_mm512_mul_ps(poly, t), e);
     const __mmask16 neg = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
     const __m512 phi_cdf = _mm512_mask_blend_ps(neg, _mm512_sub_ps(one, h), h);
     __m512 y = _mm512_mul_ps(x, phi_cdf);
-    __m512 ms = vscale;
-    if (mask) {
-      ms = mask_times_scale16(mask + i, n - i, vscale);
-      y = _mm512_mul_ps(y, ms);
-    }
+    const __mmask16 kept = mask ? mask_lanes16(mask + i, n - i) : __mmask16(0);
+    if (mask) y = _mm512_maskz_mul_ps(kept, y, vscale);
     _mm512_mask_storeu_ps(g + i, k, y);
     // GELU'(x) = Φ(x) + x φ(x), φ(x) = e / √(2π); times the mask and scale where there is one
     if (keep) {
       __m512 dv = _mm512_fmadd_ps(_mm512_mul_ps(x, e), _mm512_set1_ps(0.39894228040143267794f), phi_cdf);
-      if (mask) dv = _mm512_mul_ps(dv, ms);
+      if (mask) dv = _mm512_maskz_mul_ps(kept, dv, vscale);
       if (stream && k == __mmask16(0xFFFF))
         _mm512_stream_ps(dst + i, dv);
       else
@@ -566,6 +568,47 @@ inline S gelu_dropout_backward(const S* d, S* dg, Eigen::Index n) {
   return CArrMap<S>(dg, n).sum();
 }
 
+/// z = x + Dropout(z + b + bvec) over n entries (bvec entrywise, may be null; mask null: no
+/// dropout): the residual add of a block's two sites, with its mask drawn as 0/1 bytes.
+template <class S>
+inline void residual_dropout_add(S* z, const S* x, Eigen::Index n, const std::uint8_t* mask, S scale, S b,
+                                 const S* bvec) {
+#if NANONAV_GEMM_AVX512
+  if constexpr (std::is_same_v<S, float>) {
+    const __m512 vb = _mm512_set1_ps(b), vscale = _mm512_set1_ps(scale);
+    for (Eigen::Index i = 0; i < n; i += 16) {
+      const __mmask16 k = lanes16(n - i);
+      __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(k, z + i), vb);
+      if (bvec) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, bvec + i));
+      if (mask) v = _mm512_maskz_mul_ps(mask_lanes16(mask + i, n - i), v, vscale);
+      _mm512_mask_storeu_ps(z + i, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, x + i), v));
+    }
+    return;
+  }
+#endif
+  for (Eigen::Index i = 0; i < n; ++i) {
+    const S v = z[i] + b + (bvec ? bvec[i] : S(0));
+    z[i] = x[i] + (mask ? v * (S(mask[i]) * scale) : v);
+  }
+}
+
+/// out = Dropout'(in) = in * mask * scale over n entries (mask as 0/1 bytes).
+template <class S>
+inline void dropout_backward_bytes(const S* in, S* out, Eigen::Index n, const std::uint8_t* mask, S scale) {
+#if NANONAV_GEMM_AVX512
+  if constexpr (std::is_same_v<S, float>) {
+    const __m512 vscale = _mm512_set1_ps(scale);
+    for (Eigen::Index i = 0; i < n; i += 16) {
+      const __mmask16 k = lanes16(n - i);
+      const __m512 v = _mm512_maskz_mul_ps(mask_lanes16(mask + i, n - i), _mm512_maskz_loadu_ps(k, in + i), vscale);
+      _mm512_mask_storeu_ps(out + i, k, v);
+    }
+    return;
+  }
+#endif
+  for (Eigen::Index i = 0; i < n; ++i) out[i] = in[i] * (S(mask[i]) * scale);
+}
+
 /// Draws the 4 dropout masks of block l, application `app`, for every sample of the chunk: the
 /// residual sites' into cc, the hidden sites' into hm.
 template <class S>
@@ -627,16 +670,9 @@ inline void block_forward(const TrmBlock<S>& blk, const TrmConfig& c, int chunk,
   nn::gemm<S>(false, false, T, CD, H, blk.tok_w2.weight.value.data(), H, g1, CD, xm, CD, false, gs,
               [&](Eigen::Index i, Eigen::Index j, Eigen::Index rows, Eigen::Index cols) {
                 for (Eigen::Index r = i; r < i + rows; ++r) {
-                  const S b = b2[r];
                   const Eigen::Index o = r * CD + j;
-                  S* z = xm + o;
-                  const S* xi = x + o;
-                  if (mo1) {
-                    const std::uint8_t* mk = mo1 + o;
-                    for (Eigen::Index q = 0; q < cols; ++q) z[q] = xi[q] + (z[q] + b) * (S(mk[q]) * scale);
-                  } else {
-                    for (Eigen::Index q = 0; q < cols; ++q) z[q] = xi[q] + (z[q] + b);
-                  }
+                  residual_dropout_add(xm + o, x + o, cols, mo1 ? mo1 + o : nullptr, scale, b2[r],
+                                       static_cast<const S*>(nullptr));
                 }
               },
               pk ? &pk->w2 : nullptr);
@@ -661,14 +697,7 @@ inline void block_forward(const TrmBlock<S>& blk, const TrmConfig& c, int chunk,
               [&](Eigen::Index i, Eigen::Index, Eigen::Index rows, Eigen::Index) {
                 for (Eigen::Index r = i; r < i + rows; ++r) {
                   const Eigen::Index o = r * D;
-                  S* y = out + o;
-                  const S* xr = xm + o;
-                  if (mo2) {
-                    const std::uint8_t* mk = mo2 + o;
-                    for (Eigen::Index q = 0; q < D; ++q) y[q] = xr[q] + (y[q] + bc2[q]) * (S(mk[q]) * scale);
-                  } else {
-                    for (Eigen::Index q = 0; q < D; ++q) y[q] = xr[q] + (y[q] + bc2[q]);
-                  }
+                  residual_dropout_add(out + o, xm + o, D, mo2 ? mo2 + o : nullptr, scale, S(0), bc2);
                 }
               },
               nullptr, pk ? &pk->c2t : nullptr);
@@ -693,10 +722,8 @@ inline void block_backward(TrmBlock<S>& blk, const TrmConfig& c, int chunk, cons
   // feature mixing: dz = Dropout'(dout)
   const S* dz2 = dx;
   if (dropout_active) {
-    const std::uint8_t* m = cc.m_o2.data();
-    S* dz = ws.dz.data();
-    for (Eigen::Index i = 0; i < n; ++i) dz[i] = dx[i] * (S(m[i]) * scale);
-    dz2 = dz;
+    dropout_backward_bytes(dx, ws.dz.data(), n, cc.m_o2.data(), scale);
+    dz2 = ws.dz.data();
   }
   const int Dh = D / 2;
   nn::ConstMatMap<S> dZ2(dz2, M, D);
@@ -727,10 +754,8 @@ inline void block_backward(TrmBlock<S>& blk, const TrmConfig& c, int chunk, cons
   // token mixing
   const S* dz1 = dx;
   if (dropout_active) {
-    const std::uint8_t* m = cc.m_o1.data();
-    S* dz = ws.dz.data();
-    for (Eigen::Index i = 0; i < n; ++i) dz[i] = dx[i] * (S(m[i]) * scale);
-    dz1 = dz;
+    dropout_backward_bytes(dx, ws.dz.data(), n, cc.m_o1.data(), scale);
+    dz1 = ws.dz.data();
   }
   nn::ConstMatMap<S> dZ1(dz1, T, CD);
   const int H = 4 * D;
