@@ -773,7 +773,7 @@ inline void block_backward(TrmBlock<S>& blk, const TrmConfig& c, int chunk, cons
                   db1[r] += gelu_dropout_backward(d1 + o, dg1 + o, cols);
                 }
               },
-              pk ? &pk->w2t : nullptr);
+              pk ? &pk->w2t : nullptr, nullptr, nn::EpilogueReads{d1, CD});  // a1 comes from memory
   // dW1 += dg1 n1ᵀ, computed as its transpose n1 dg1ᵀ (T rows: the shape the kernel likes)
   blk.tok_norm.forward(nn::ConstMatMap<S>(x, M, D), ws.norm);  // n1 = LN(x) again, as n2
   if (dw1t_sum) {

@@ -70,6 +70,14 @@ struct PackedOperand {
 /// True when gemm<float> uses the hand-written kernel (AVX-512 build) rather than Eigen.
 constexpr bool gemm_has_kernel() noexcept { return NANONAV_GEMM_AVX512 != 0; }
 
+/// A matrix shaped like C (row stride ld) that an epilogue reads from memory, such as a tensor
+/// kept since forward: while the kernel computes one row panel of C, its tiles prefetch this
+/// matrix's rows of the next row panel. A hint only; the Eigen path ignores it.
+struct EpilogueReads {
+  const void* data = nullptr;
+  Eigen::Index ld = 0;
+};
+
 /// An epilogue that does nothing.
 struct NoEpilogue {
   void operator()(Eigen::Index, Eigen::Index, Eigen::Index, Eigen::Index) const noexcept {}
@@ -189,12 +197,14 @@ inline void gemm_pack_bt(const float* B, Eigen::Index ldb, Eigen::Index k0, Eige
 /// the columns (0-15, 16-31) that exist, so edge tiles are written in place. Row k of Bp is at
 /// Bp + k * ldbp (a packed panel: ldbp = 32; B read in place: its row stride). A is k-major
 /// (row r of step k at Ap[k * ldap + r]: a packed panel, or op(A) = Aᵀ read in place) or, with
-/// ARows, row-major (Ap[r * ldap + k]: A read in place, one broadcast per row). With pf, the
-/// two cache lines at pf + k * ldbp are prefetched at step k (the next panel of a B read in
-/// place, whose rows the hardware prefetchers do not follow at that stride).
+/// ARows, row-major (Ap[r * ldap + k]: A read in place, one broadcast per row). At each step
+/// k < pf_steps the two cache lines at pf + k * pf_ld are prefetched (the next panel of a B
+/// read in place, whose rows the hardware prefetchers do not follow at that stride, or the
+/// next row panel of what the epilogue reads).
 template <int R, bool ARows = false>
 inline void gemm_kernel(Eigen::Index kc, const float* Ap, Eigen::Index ldap, const float* Bp, Eigen::Index ldbp, float* C, Eigen::Index ldc,
-                        bool load_c, __mmask16 m0, __mmask16 m1, const float* pf = nullptr) {
+                        bool load_c, __mmask16 m0, __mmask16 m1, const float* pf = nullptr,
+                        Eigen::Index pf_ld = 0, Eigen::Index pf_steps = 0) {
   __m512 c0[R], c1[R];
   if (load_c) {
 #pragma GCC unroll 12
@@ -211,10 +221,10 @@ inline void gemm_kernel(Eigen::Index kc, const float* Ap, Eigen::Index ldap, con
   for (int r = 0; r < R; ++r) ar[r] = Ap + r * ldap;
   for (Eigen::Index k = 0; k < kc; ++k) {
     const __m512 b0 = _mm512_maskz_loadu_ps(m0, Bp), b1 = _mm512_maskz_loadu_ps(m1, Bp + 16);
-    if (pf) {
+    if (k < pf_steps) {
       _mm_prefetch(reinterpret_cast<const char*>(pf), _MM_HINT_T0);
       _mm_prefetch(reinterpret_cast<const char*>(pf + 16), _MM_HINT_T0);
-      pf += ldbp;
+      pf += pf_ld;
     }
 #pragma GCC unroll 12
     for (int r = 0; r < R; ++r) {
@@ -235,8 +245,10 @@ inline void gemm_kernel(Eigen::Index kc, const float* Ap, Eigen::Index ldap, con
 /// The full 12x32 tile (kept separate from the masked one: plain loads and stores).
 template <bool ARows = false>
 inline void gemm_kernel_12x32(Eigen::Index kc, const float* Ap, Eigen::Index ldap, const float* Bp, Eigen::Index ldbp, float* C, Eigen::Index ldc,
-                              bool load_c, const float* pf = nullptr) {
-  gemm_kernel<kGemmMr, ARows>(kc, Ap, ldap, Bp, ldbp, C, ldc, load_c, __mmask16(0xFFFF), __mmask16(0xFFFF), pf);
+                              bool load_c, const float* pf = nullptr, Eigen::Index pf_ld = 0,
+                              Eigen::Index pf_steps = 0) {
+  gemm_kernel<kGemmMr, ARows>(kc, Ap, ldap, Bp, ldbp, C, ldc, load_c, __mmask16(0xFFFF), __mmask16(0xFFFF), pf, pf_ld,
+                              pf_steps);
 }
 
 template <bool ARows = false>
@@ -284,7 +296,7 @@ template <bool TransA, bool TransB, class Epilogue>
 inline void gemm_avx512(Eigen::Index M, Eigen::Index N, Eigen::Index K, const float* A, Eigen::Index lda,
                         const float* B, Eigen::Index ldb, float* C, Eigen::Index ldc, bool accumulate,
                         GemmScratch& scratch, const Epilogue& epilogue, const float* packed_a,
-                        const float* packed_b) {
+                        const float* packed_b, const float* reads, Eigen::Index ldr) {
   if (K == 0) {
     if (!accumulate)
       for (Eigen::Index i = 0; i < M; ++i) std::fill(C + i * ldc, C + i * ldc + N, 0.0f);
@@ -354,14 +366,24 @@ inline void gemm_avx512(Eigen::Index M, Eigen::Index N, Eigen::Index K, const fl
       for (Eigen::Index j = 0; j < N; j += kGemmNr) {
         const Eigen::Index nr = std::min(kGemmNr, N - j);
         float* c = C + i * ldc + j;
-        const float* pf = b_in_place && i == 0 && j + kGemmNr < N ? bp + (j + kGemmNr) * bpanel : nullptr;
+        const float* pf = nullptr;  // what the tile prefetches (gemm_kernel), if anything
+        Eigen::Index pf_ld = 0, pf_steps = 0;
+        if (b_in_place && i == 0 && j + kGemmNr < N) {  // B's next column panel
+          pf = bp + (j + kGemmNr) * bpanel;
+          pf_ld = brow;
+          pf_steps = kc;
+        } else if (reads && last && i + kGemmMr < M) {  // the epilogue's rows of the next row panel
+          pf = reads + (i + kGemmMr) * ldr + j;
+          pf_ld = ldr;
+          pf_steps = std::min(kGemmMr, M - i - kGemmMr);
+        }
         if (a_rows) {
           if (mr == kGemmMr && nr == kGemmNr)
             gemm_kernel_12x32<true>(kc, ap + i * apanel, arow, bp + j * bpanel, brow, c, ldc, load);
           else
             gemm_tile<true>(mr, nr, kc, ap + i * apanel, arow, bp + j * bpanel, brow, c, ldc, load);
         } else if (mr == kGemmMr && nr == kGemmNr)
-          gemm_kernel_12x32(kc, ap + i * apanel, arow, bp + j * bpanel, brow, c, ldc, load, pf);
+          gemm_kernel_12x32(kc, ap + i * apanel, arow, bp + j * bpanel, brow, c, ldc, load, pf, pf_ld, pf_steps);
         else
           gemm_tile(mr, nr, kc, ap + i * apanel, arow, bp + j * bpanel, brow, c, ldc, load);
       }
@@ -426,30 +448,35 @@ inline void pack_b(bool trans_b, Eigen::Index K, Eigen::Index N, const S* B, Eig
 /// once, after its final value is in C), e.g. for bias + GELU while the block is in cache (the
 /// kernel hands over row panels of up to 12 full rows; Eigen the whole of C). C must not
 /// overlap A or B. packed_a / packed_b, if given, are op(A) / op(B) packed by pack_a / pack_b
-/// from the same A / B (which must still be passed: the Eigen path reads them).
+/// from the same A / B (which must still be passed: the Eigen path reads them). reads: see
+/// EpilogueReads.
 template <class S, class Epilogue = NoEpilogue>
 inline void gemm(bool trans_a, bool trans_b, Eigen::Index M, Eigen::Index N, Eigen::Index K, const S* A,
                  Eigen::Index lda, const S* B, Eigen::Index ldb, S* C, Eigen::Index ldc, bool accumulate,
                  GemmScratch& scratch, const Epilogue& epilogue = Epilogue{},
-                 const PackedOperand* packed_a = nullptr, const PackedOperand* packed_b = nullptr) {
+                 const PackedOperand* packed_a = nullptr, const PackedOperand* packed_b = nullptr,
+                 EpilogueReads reads = {}) {
   NANONAV_ASSERT(!packed_a || (!packed_a->is_b && packed_a->rows == M && packed_a->cols == K));
   NANONAV_ASSERT(!packed_b || (packed_b->is_b && packed_b->rows == K && packed_b->cols == N));
 #if NANONAV_GEMM_AVX512
   if constexpr (std::is_same_v<S, float>) {
     const float* pa = packed_a ? packed_a->data.data() : nullptr;
     const float* pb = packed_b ? packed_b->data.data() : nullptr;
+    const float* rd = static_cast<const float*>(reads.data);
+    const Eigen::Index ldr = reads.ld;
     if (trans_a && trans_b)
-      detail::gemm_avx512<true, true>(M, N, K, A, lda, B, ldb, C, ldc, accumulate, scratch, epilogue, pa, pb);
+      detail::gemm_avx512<true, true>(M, N, K, A, lda, B, ldb, C, ldc, accumulate, scratch, epilogue, pa, pb, rd, ldr);
     else if (trans_a)
-      detail::gemm_avx512<true, false>(M, N, K, A, lda, B, ldb, C, ldc, accumulate, scratch, epilogue, pa, pb);
+      detail::gemm_avx512<true, false>(M, N, K, A, lda, B, ldb, C, ldc, accumulate, scratch, epilogue, pa, pb, rd, ldr);
     else if (trans_b)
-      detail::gemm_avx512<false, true>(M, N, K, A, lda, B, ldb, C, ldc, accumulate, scratch, epilogue, pa, pb);
+      detail::gemm_avx512<false, true>(M, N, K, A, lda, B, ldb, C, ldc, accumulate, scratch, epilogue, pa, pb, rd, ldr);
     else
-      detail::gemm_avx512<false, false>(M, N, K, A, lda, B, ldb, C, ldc, accumulate, scratch, epilogue, pa, pb);
+      detail::gemm_avx512<false, false>(M, N, K, A, lda, B, ldb, C, ldc, accumulate, scratch, epilogue, pa, pb, rd, ldr);
     return;
   }
 #endif
   (void)scratch;
+  (void)reads;
   using Stride = Eigen::OuterStride<>;
   using CMap = Eigen::Map<const Mat<S>, 0, Stride>;
   Eigen::Map<Mat<S>, 0, Stride> c(C, M, N, Stride(ldc));
