@@ -514,12 +514,15 @@ inline void gelu_dropout_forward(S* a, S* g, Eigen::Index n, const std::uint8_t*
     return;
   }
 #endif
+  // erf and exp are evaluated into the aligned blocks here only: Eigen's vector and scalar
+  // forms differ in the last bits, and which one an entry gets depends on the alignment of
+  // the array written, so the result then does not depend on where a, g and d_out are
   constexpr Eigen::Index kBlock = 256;
-  alignas(64) S xb[kBlock], cdf[kBlock];
+  alignas(64) S xb[kBlock], cdf[kBlock], eb[kBlock];
   S* d = d_out ? d_out : a;
   for (Eigen::Index i0 = 0; i0 < n; i0 += kBlock) {
     const Eigen::Index m = std::min(kBlock, n - i0);
-    ArrMap<S> xv(xb, m), gv(g + i0, m), cv(cdf, m);
+    ArrMap<S> xv(xb, m), gv(g + i0, m), cv(cdf, m), ev(eb, m);
     xv = CArrMap<S>(a + i0, m);  // a copy: g (and d) may be a
     if (bias != S(0)) xv += bias;
     if (bias_vec) xv += CArrMap<S>(bias_vec + i0, m);
@@ -532,7 +535,8 @@ inline void gelu_dropout_forward(S* a, S* g, Eigen::Index n, const std::uint8_t*
     }
     if (keep) {
       ArrMap<S> dv(d + i0, m);
-      dv = cv + xv * S(0.39894228040143267794) * (S(-0.5) * xv.square()).exp();
+      ev = (S(-0.5) * xv.square()).exp();
+      dv = cv + xv * S(0.39894228040143267794) * ev;
       if (mask) {
         const std::uint8_t* mk = mask + i0;
         S* di = d + i0;
