@@ -418,15 +418,7 @@ inline __mmask16 lanes16(Eigen::Index left) noexcept {
   return left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1u);
 }
 
-/// The lanes whose mask byte (mask[0..16), 0/1; only the first `left` read when fewer remain)
-/// is set: a kept entry is then v * scale (as v * (1 * scale)) and a dropped one 0, by one
-/// zero-masked multiply instead of widening the bytes to floats.
-inline __mmask16 mask_lanes16(const std::uint8_t* mask, Eigen::Index left) {
-  alignas(16) std::uint8_t tail[16] = {};
-  if (left < 16) mask = static_cast<const std::uint8_t*>(std::memcpy(tail, mask, static_cast<std::size_t>(left)));
-  const __m128i mb = _mm_loadu_si128(reinterpret_cast<const __m128i*>(mask));
-  return _mm_test_epi8_mask(mb, mb);
-}
+using nn::detail::mask_lanes16;
 
 /// The float AVX-512 form of gelu_dropout_forward, 16 entries per step. Φ(x) comes from
 /// Abramowitz & Stegun 7.1.26, erfc(z) ≈ t P(t) exp(-z²) with t = 1 / (1 + 0.3275911 z) and
@@ -596,23 +588,6 @@ inline void residual_dropout_add(S* z, const S* x, Eigen::Index n, const std::ui
   }
 }
 
-/// out = Dropout'(in) = in * mask * scale over n entries (mask as 0/1 bytes).
-template <class S>
-inline void dropout_backward_bytes(const S* in, S* out, Eigen::Index n, const std::uint8_t* mask, S scale) {
-#if NANONAV_GEMM_AVX512
-  if constexpr (std::is_same_v<S, float>) {
-    const __m512 vscale = _mm512_set1_ps(scale);
-    for (Eigen::Index i = 0; i < n; i += 16) {
-      const __mmask16 k = lanes16(n - i);
-      const __m512 v = _mm512_maskz_mul_ps(mask_lanes16(mask + i, n - i), _mm512_maskz_loadu_ps(k, in + i), vscale);
-      _mm512_mask_storeu_ps(out + i, k, v);
-    }
-    return;
-  }
-#endif
-  for (Eigen::Index i = 0; i < n; ++i) out[i] = in[i] * (S(mask[i]) * scale);
-}
-
 /// Draws the 4 dropout masks of block l, application `app`, for every sample of the chunk: the
 /// residual sites' into cc, the hidden sites' into hm.
 template <class S>
@@ -719,14 +694,12 @@ inline void block_backward(TrmBlock<S>& blk, const TrmConfig& c, int chunk, cons
                            nn::Mat<S>* dw1t_sum = nullptr) {
   const int T = c.tokens(), D = c.dim;
   const Eigen::Index M = static_cast<Eigen::Index>(T) * chunk, CD = static_cast<Eigen::Index>(chunk) * D;
-  const S scale = static_cast<S>(1.0 / (1.0 - p));
   S* dx = ws.dx.data();
-  const Eigen::Index n = M * D;
 
   // feature mixing: dz = Dropout'(dout)
   const S* dz2 = dx;
   if (dropout_active) {
-    dropout_backward_bytes(dx, ws.dz.data(), n, cc.m_o2.data(), scale);
+    nn::Dropout(p).forward<S>(ws.dx, cc.m_o2.data(), ws.dz, true);  // Dropout' = the same mask and scale
     dz2 = ws.dz.data();
   }
   const int Dh = D / 2;
@@ -758,7 +731,7 @@ inline void block_backward(TrmBlock<S>& blk, const TrmConfig& c, int chunk, cons
   // token mixing
   const S* dz1 = dx;
   if (dropout_active) {
-    dropout_backward_bytes(dx, ws.dz.data(), n, cc.m_o1.data(), scale);
+    nn::Dropout(p).forward<S>(ws.dx, cc.m_o1.data(), ws.dz, true);  // Dropout' = the same mask and scale
     dz1 = ws.dz.data();
   }
   nn::ConstMatMap<S> dZ1(dz1, T, CD);
