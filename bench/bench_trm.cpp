@@ -115,8 +115,8 @@ void bench_config(int dim, int depth, int chunk, const std::vector<int>& thread_
       std::fprintf(stderr, "reference check FAILED: float vs double logits differ by %g\n", err);
       std::exit(1);
     }
-    std::printf("dim %d depth %d: %zu params, reference check ok (max |float - double| = %.2e)\n",
-                dim, depth, model.num_params(), err);
+    std::printf("dim %d depth %d: %zu params, micro-batch %d, reference check ok (max |float - double| = %.2e)\n",
+                dim, depth, model.num_params(), chunk > 0 ? chunk : default_micro_batch(c), err);
   }
   const double fwd = forward_flops(c);
   std::printf("  analytic forward FLOPs/sample %.1f M, training (fwd + bwd) %.1f M\n", fwd / 1e6,
@@ -211,7 +211,8 @@ int main(int argc, char** argv) try {
   cxxopts::Options options("bench_trm", "Speed of the navigation TRM (recursion 8, batch 64)");
   options.add_options()("seconds", "minimum seconds per measurement (and per training window)", cxxopts::value<double>()->default_value("3"))(
       "threads", "thread counts to measure", cxxopts::value<std::vector<int>>()->default_value("1,2"))(
-      "chunk", "samples per micro-batch", cxxopts::value<int>()->default_value("8"))(
+      "chunk", "samples per micro-batch; 0 = the trainer's default for the width (8 at dim 64, 4 at dim 128)",
+      cxxopts::value<int>()->default_value("0"))(
       "windows", "training windows per thread count (median reported)", cxxopts::value<int>()->default_value("3"))(
       "quick", "only dim 64 / depth 2")("h,help", "this help");
   const auto args = options.parse(argc, argv);
@@ -226,7 +227,7 @@ int main(int argc, char** argv) try {
   const int chunk = args["chunk"].as<int>();
   if (!(secs > 0) || secs > 3600) throw std::invalid_argument("--seconds must be in (0, 3600]");
   if (windows < 1 || windows > 100) throw std::invalid_argument("--windows must be in 1..100");
-  if (chunk < 1) throw std::invalid_argument("--chunk must be >= 1");
+  if (chunk < 0 || chunk > 64) throw std::invalid_argument("--chunk must be in 0..64 (0: the trainer's default)");
   if (threads.empty()) throw std::invalid_argument("--threads needs at least one count");
   for (int t : threads)
     if (t < 1 || t > 1024) throw std::invalid_argument("--threads: each count must be in 1..1024");

@@ -540,6 +540,24 @@ TEST_CASE("bad tokens and masks throw InvalidArgument, also from worker threads"
   CHECK_THROWS_AS(tr.loss_and_grad(b.tokens.data(), b.masks.data(), nullptr, 4, 0), InvalidArgument);
 }
 
+TEST_CASE("the default micro-batch keeps a block application's hidden tensor within 2^18 entries", "[trm]") {
+  TrmConfig c;
+  const std::pair<int, int> expected[] = {{8, 8}, {32, 8}, {64, 8}, {96, 4}, {128, 4}, {192, 1}, {256, 1}, {1024, 1}};
+  for (const auto& [dim, chunk] : expected) {
+    c.dim = dim;
+    INFO("dim " << dim);
+    CHECK(default_micro_batch(c) == chunk);
+    const long long hidden = 4LL * dim * dim;  // entries per sample
+    if (chunk > 1) CHECK(hidden * chunk <= (1LL << 18));
+    if (chunk < 8) CHECK(hidden * chunk * 2 > (1LL << 18));  // the largest such power of two
+  }
+  c.dim = 128;
+  c.grid_size = 3;
+  Trm<float> m(c);
+  CHECK(TrmTrainer<float>(m, 1).chunk() == 4);
+  CHECK(TrmTrainer<float>(m, 1, 3).chunk() == 3);
+}
+
 TEST_CASE("seeded regression: 20 AdamW steps of a tiny model reproduce recorded losses", "[trm]") {
   TrmConfig c = tiny_config(3, 0.1);
   c.grid_size = 3;

@@ -973,15 +973,31 @@ struct StepStats {
   int count = 0;      ///< samples
 };
 
+/// TrmTrainer's default micro-batch for a model: the largest power of two up to 8 samples whose
+/// token-mixing hidden tensor (4·dim x chunk·dim entries, one per block application, kept for
+/// backward and read back by the next product) has at most 2^18 entries (1 MiB in float, half
+/// of this machine class's L2): 8 for dim <= 64, 4 for dim 128, 1 from dim 256. Measured in
+/// training (docs/performance.md): at dim 128 a micro-batch of 4 ran 1.05-1.13x faster than 8;
+/// at dim 64, 4 and 8 were level. The rule depends on the config only, not on the machine, so
+/// results (whose reduction order follows the micro-batches) stay the same everywhere.
+inline int default_micro_batch(const TrmConfig& c) noexcept {
+  const long long per_sample = 4LL * c.dim * c.dim;
+  int chunk = 8;
+  while (chunk > 1 && per_sample * chunk > (1LL << 18)) chunk /= 2;
+  return chunk;
+}
+
 /// Deterministic data-parallel training: the batch is cut into fixed micro-batches of `chunk`
 /// samples; each is run by some thread on a private replica of the model and its gradients
 /// are reduced in micro-batch order. Results therefore do not depend on the thread count.
 template <class S>
 class TrmTrainer {
  public:
-  /// threads >= 1; chunk = samples per micro-batch (the unit of parallel work).
-  TrmTrainer(Trm<S>& model, int threads, int chunk = 8)
-      : model_(model), threads_(std::max(threads, 1)), chunk_(std::max(chunk, 1)) {
+  /// threads >= 1; chunk = samples per micro-batch (the unit of parallel work), or 0 for
+  /// default_micro_batch(model.config()).
+  TrmTrainer(Trm<S>& model, int threads, int chunk = 0)
+      : model_(model), threads_(std::max(threads, 1)),
+        chunk_(chunk > 0 ? chunk : default_micro_batch(model.config())) {
     replicas_.assign(static_cast<std::size_t>(threads_), model_);
     replica_params_.resize(replicas_.size());
     for (std::size_t t = 0; t < replicas_.size(); ++t)
