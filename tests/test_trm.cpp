@@ -444,6 +444,8 @@ TEST_CASE("float and double forward agree to float tolerance", "[trm]") {
   trm_logits(mf, b.tokens.data(), 6, wf, lf);
   CHECK(ld.cwiseAbs().maxCoeff() > 0.01);
   CHECK((lf.cast<double>() - ld).cwiseAbs().maxCoeff() < 2e-4 * (1 + ld.cwiseAbs().maxCoeff()));
+  // inference keeps nothing for backward: no block cache holds GELU' (a1)
+  for (const auto& cc : wf.caches) CHECK(cc.a1.size() == 0);
 }
 
 TEST_CASE("float training gradients (the kernel path) agree with the double gradients", "[trm]") {

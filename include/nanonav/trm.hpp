@@ -232,16 +232,17 @@ namespace detail {
 /// What one mixer block keeps for backward (also used as scratch when nothing is kept).
 template <class S>
 struct TrmBlockCache {
-  nn::Mat<S> a1;    // (4dim, C*dim) Dropout'·GELU' of u = W1 n1 + b1 (block_forward with keep)
+  nn::Mat<S> a1;    // (4dim, C*dim) Dropout'·GELU' of u = W1 n1 + b1 (block_forward with keep; sized only then)
   nn::Mat<S> g1;    // (4dim, C*dim) u, then Dropout(GELU(u))
   nn::Mat<S> xmid;  // (T*C, dim)   x after the token-mixing residual
   nn::Mat<S> a2;    // (T*C, dim/2) n2 Wc1ᵀ + bc1, then Dropout'·GELU' of it (block_forward with keep)
   nn::Mat<S> g2;    // (T*C, dim/2) Dropout(GELU(a2))
   std::vector<std::uint8_t> m_o1, m_o2;  // dropout masks of the two residual sites
 
-  void resize(int tokens, int dim, int chunk, bool masks) {
+  /// kept: for an application that backward visits (otherwise a1 stays empty).
+  void resize(int tokens, int dim, int chunk, bool masks, bool kept) {
     const Eigen::Index m = static_cast<Eigen::Index>(tokens) * chunk, cd = static_cast<Eigen::Index>(chunk) * dim;
-    a1.resize(4 * dim, cd);
+    a1.resize(kept ? 4 * dim : 0, kept ? cd : 0);
     g1.resize(4 * dim, cd);
     xmid.resize(m, dim);
     a2.resize(m, dim / 2);
@@ -342,7 +343,7 @@ class TrmWorkspace {
     states.resize(nstates);
     for (auto& s : states) s.resize(m, dim_);
     caches.resize(static_cast<std::size_t>(std::max(cached, 1)) * static_cast<std::size_t>(depth_));
-    for (auto& cc : caches) cc.resize(tokens_, dim_, chunk, masks);
+    for (auto& cc : caches) cc.resize(tokens_, dim_, chunk, masks, cached > 0);
     if (masks) hidden_masks.resize(tokens_, dim_, chunk);
     if (c.input_injection) {
       emb.resize(m, dim_);
@@ -632,14 +633,15 @@ inline void block_forward(const TrmBlock<S>& blk, const TrmConfig& c, int chunk,
   const int H = 4 * D;
   blk.tok_norm.forward(nn::ConstMatMap<S>(x, M, D), nrm);
   const S* b1 = blk.tok_w1.bias.value.data();
-  S* a1 = cc.a1.data();
+  NANONAV_ASSERT(!keep || cc.a1.size() == static_cast<Eigen::Index>(H) * CD);
+  S* a1 = keep ? cc.a1.data() : nullptr;
   S* g1 = cc.g1.data();
   nn::gemm<S>(false, false, H, CD, T, blk.tok_w1.weight.value.data(), T, nrm.data(), CD, g1, CD, false, gs,
               [&](Eigen::Index i, Eigen::Index j, Eigen::Index rows, Eigen::Index cols) {
                 for (Eigen::Index r = i; r < i + rows; ++r) {
                   const Eigen::Index o = r * CD + j;
                   gelu_dropout_forward(g1 + o, g1 + o, cols, mh1 ? mh1 + o : nullptr, scale, keep, b1[r], static_cast<const S*>(nullptr),
-                                       a1 + o);
+                                       a1 ? a1 + o : nullptr);
                 }
               },
               pk ? &pk->w1 : nullptr);
