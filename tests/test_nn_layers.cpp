@@ -360,3 +360,55 @@ TEST_CASE("LayerNorm in float agrees with double, forward and backward, with a l
       CHECK(xf == yf);
     }
 }
+
+namespace {
+
+// forward with stats_out, then forward_from_stats and backward with stats_in against the forms
+// that compute the statistics themselves: the same bits.
+template <class S>
+void check_kept_stats(int d, bool with_bias, Rng& rng) {
+  nn::LayerNorm<S> n("n", d, with_bias);
+  for (Eigen::Index j = 0; j < d; ++j) {
+    n.gain.value(0, j) = static_cast<S>(0.5 + rng.uniform());
+    if (with_bias) n.bias.value(0, j) = static_cast<S>(rng.uniform() - 0.5);
+  }
+  const Eigen::Index rows = 11;  // two blocks of four rows and three single rows
+  const nn::Mat<S> x = gradcheck::random_matrix(rows, d, rng).cast<S>();
+  const nn::Mat<S> dy = gradcheck::random_matrix(rows, d, rng).cast<S>();
+  std::vector<S> st(static_cast<std::size_t>(2 * rows), S(-7));
+  nn::Mat<S> y0(rows, d), y1(rows, d), y2(rows, d);
+  n.forward(x, y0);
+  n.forward(x, y1, st.data());
+  n.forward_from_stats(x, st.data(), y2);
+  INFO("d " << d << ", bias " << with_bias);
+  for (Eigen::Index r = 0; r < rows; ++r) {  // the stats are the row's mean and 1 / std
+    const auto xr = x.row(r).template cast<double>().array();
+    const double mean = xr.mean(), var = (xr - mean).square().mean();
+    CHECK(std::abs(st[static_cast<std::size_t>(2 * r)] - mean) < 1e-5);
+    CHECK(std::abs(st[static_cast<std::size_t>(2 * r + 1)] - 1.0 / std::sqrt(var + 1e-5)) < 1e-4 / std::sqrt(var + 1e-5));
+  }
+  CHECK(y1 == y0);
+  CHECK(y2 == y0);
+  nn::Mat<S> dx0 = nn::Mat<S>::Constant(rows, d, S(0.25)), dx1 = dx0;
+  n.gain.grad.setConstant(S(0.5));
+  if (with_bias) n.bias.grad.setConstant(S(0.5));
+  n.backward(x, dy, dx0);
+  const nn::Mat<S> dg0 = n.gain.grad, db0 = n.bias.grad;
+  n.gain.grad.setConstant(S(0.5));
+  if (with_bias) n.bias.grad.setConstant(S(0.5));
+  n.backward(x, dy, dx1, st.data());
+  CHECK(dx1 == dx0);
+  CHECK(n.gain.grad == dg0);
+  CHECK(n.bias.grad == db0);
+}
+
+}  // namespace
+
+TEST_CASE("LayerNorm: statistics kept by forward give the same bits in forward_from_stats and backward", "[nn]") {
+  Rng rng(29);
+  for (int d : {5, 16, 24, 64, 128})  // 16, 64, 128: the AVX-512 float path; 5, 24: the Eigen loop
+    for (bool with_bias : {false, true}) {
+      check_kept_stats<float>(d, with_bias, rng);
+      check_kept_stats<double>(d, with_bias, rng);
+    }
+}

@@ -238,11 +238,14 @@ struct TrmBlockCache {
   nn::Mat<S> a2;    // (T*C, dim/2) n2 Wc1ᵀ + bc1, then Dropout'·GELU' of it (block_forward with keep)
   nn::Mat<S> g2;    // (T*C, dim/2) Dropout(GELU(a2))
   std::vector<std::uint8_t> m_o1, m_o2;  // dropout masks of the two residual sites
+  std::vector<S> st1, st2;  // (T*C, 2) mean and rstd of each row of LN(x) and LN(xmid) (kept only)
 
-  /// kept: for an application that backward visits (otherwise a1 stays empty).
+  /// kept: for an application that backward visits (otherwise a1, st1 and st2 stay empty).
   void resize(int tokens, int dim, int chunk, bool masks, bool kept) {
     const Eigen::Index m = static_cast<Eigen::Index>(tokens) * chunk, cd = static_cast<Eigen::Index>(chunk) * dim;
     a1.resize(kept ? 4 * dim : 0, kept ? cd : 0);
+    st1.resize(kept ? static_cast<std::size_t>(2 * m) : 0);
+    st2.resize(st1.size());
     g1.resize(4 * dim, cd);
     xmid.resize(m, dim);
     a2.resize(m, dim / 2);
@@ -631,7 +634,7 @@ inline void block_forward(const TrmBlock<S>& blk, const TrmConfig& c, int chunk,
   // only backward reads a1, so it need not pass through the cache), g1 = Dropout(GELU(g1));
   // z1 = W2 g1 (into xmid), then xmid = x + Dropout(z1 + b2).
   const int H = 4 * D;
-  blk.tok_norm.forward(nn::ConstMatMap<S>(x, M, D), nrm);
+  blk.tok_norm.forward(nn::ConstMatMap<S>(x, M, D), nrm, keep ? cc.st1.data() : nullptr);
   const S* b1 = blk.tok_w1.bias.value.data();
   NANONAV_ASSERT(!keep || cc.a1.size() == static_cast<Eigen::Index>(H) * CD);
   S* a1 = keep ? cc.a1.data() : nullptr;
@@ -660,7 +663,7 @@ inline void block_forward(const TrmBlock<S>& blk, const TrmConfig& c, int chunk,
   // feature mixing: out = xmid + Dropout(Dropout(GELU(LN(xmid) Wc1ᵀ + bc1)) Wc2ᵀ + bc2)
   // (the same epilogue scheme: a2 = n2 Wc1ᵀ, then per row panel a2 += bc1, g2 = Dropout(GELU),
   // a2 = GELU'; out = g2 Wc2ᵀ, then out = xmid + Dropout(out + bc2))
-  blk.chan_norm.forward(cc.xmid, nrm);
+  blk.chan_norm.forward(cc.xmid, nrm, keep ? cc.st2.data() : nullptr);
   const S* bc1 = blk.chan_w1.bias.value.data();
   S* a2 = cc.a2.data();
   S* g2 = cc.g2.data();
@@ -723,12 +726,13 @@ inline void block_backward(TrmBlock<S>& blk, const TrmConfig& c, int chunk, cons
               },
               nullptr, pk ? &pk->c2 : nullptr);
   // n2 = LN(xmid) again: not kept per application, which saves memory (docs/model.md) for one
-  // LayerNorm pass; training speed measured level either way
-  blk.chan_norm.forward(cc.xmid, ws.norm);
+  // LayerNorm pass (training speed measured level either way); from the row statistics that
+  // forward kept, as LN's backward, so neither reduces the rows again (the same bits)
+  blk.chan_norm.forward_from_stats(cc.xmid, cc.st2.data(), ws.norm);
   nn::gemm<S>(true, false, Dh, D, M, dg2, Dh, ws.norm.data(), D, blk.chan_w1.weight.grad.data(), D, true, ws.gemm);
   nn::gemm<S>(false, false, M, D, Dh, dg2, Dh, blk.chan_w1.weight.value.data(), D, ws.dn.data(), D, false, ws.gemm,
               nn::NoEpilogue{}, nullptr, pk ? &pk->c1 : nullptr);
-  blk.chan_norm.backward(cc.xmid, ws.dn, ws.dx);  // dx now holds dL/d(xmid)
+  blk.chan_norm.backward(cc.xmid, ws.dn, ws.dx, cc.st2.data());  // dx now holds dL/d(xmid)
 
   // token mixing
   const S* dz1 = dx;
@@ -754,7 +758,7 @@ inline void block_backward(TrmBlock<S>& blk, const TrmConfig& c, int chunk, cons
               },
               pk ? &pk->w2t : nullptr, nullptr, nn::EpilogueReads{d1, CD});  // a1 comes from memory
   // dW1 += dg1 n1ᵀ, computed as its transpose n1 dg1ᵀ (T rows: the shape the kernel likes)
-  blk.tok_norm.forward(nn::ConstMatMap<S>(x, M, D), ws.norm);  // n1 = LN(x) again, as n2
+  blk.tok_norm.forward_from_stats(nn::ConstMatMap<S>(x, M, D), cc.st1.data(), ws.norm);  // n1 = LN(x) again, as n2
   if (dw1t_sum) {
     nn::gemm<S>(false, true, T, H, CD, ws.norm.data(), CD, dg1, CD, dw1t_sum->data(), H, true, ws.gemm);
   } else {
@@ -764,7 +768,7 @@ inline void block_backward(TrmBlock<S>& blk, const TrmConfig& c, int chunk, cons
   // dn1 = W1ᵀ dg1
   nn::gemm<S>(true, false, T, CD, H, blk.tok_w1.weight.value.data(), T, dg1, CD, ws.dn.data(), CD, false, ws.gemm,
               nn::NoEpilogue{}, pk ? &pk->w1t : nullptr);
-  blk.tok_norm.backward(nn::ConstMatMap<S>(x, M, D), ws.dn, ws.dx);  // dx: dL/dx
+  blk.tok_norm.backward(nn::ConstMatMap<S>(x, M, D), ws.dn, ws.dx, cc.st1.data());  // dx: dL/dx
 }
 
 /// Embeds tokens (B, T) sample-major into ws.states[0] (token-major rows).

@@ -212,13 +212,34 @@ inline void layer_norm_stats(const float* x, Eigen::Index ld, float eps, float* 
 
 /// LayerNorm forward over rows of 16 V floats, four rows at a time (their horizontal sums
 /// share one reduction, so rows do not wait on each other). y may alias x row for row.
+/// Row stats (mean, rstd) of rows [r, r + Q): from st_in (kept by an earlier forward of the same
+/// rows) if given, else computed; and stored into st_out if given. Two floats per row.
+template <int V, int Q>
+inline void layer_norm_block_stats(const float* x, Eigen::Index ldx, float eps, Eigen::Index r, const float* st_in,
+                                   float* st_out, float* mean, float* rstd) noexcept {
+  if (st_in) {
+    for (int q = 0; q < Q; ++q) {
+      mean[q] = st_in[2 * (r + q)];
+      rstd[q] = st_in[2 * (r + q) + 1];
+    }
+    return;
+  }
+  layer_norm_stats<V, Q>(x + r * ldx, ldx, eps, mean, rstd);
+  if (st_out)
+    for (int q = 0; q < Q; ++q) {
+      st_out[2 * (r + q)] = mean[q];
+      st_out[2 * (r + q) + 1] = rstd[q];
+    }
+}
+
 template <int V>
 inline void layer_norm_forward_avx512(const float* x, Eigen::Index ldx, float* y, Eigen::Index ldy, const float* g,
-                                      const float* b, Eigen::Index rows, float eps) noexcept {
+                                      const float* b, Eigen::Index rows, float eps, const float* st_in,
+                                      float* st_out) noexcept {
   const auto block = [&](auto q_count, Eigen::Index r) {
     constexpr int Q = decltype(q_count)::value;
     alignas(16) float mean[4], rstd[4];
-    layer_norm_stats<V, Q>(x + r * ldx, ldx, eps, mean, rstd);
+    layer_norm_block_stats<V, Q>(x, ldx, eps, r, st_in, st_out, mean, rstd);
     for (int q = 0; q < Q; ++q) {
       const __m512 m = _mm512_set1_ps(mean[q]), rs = _mm512_set1_ps(rstd[q]);
       const float* xr = x + (r + q) * ldx;
@@ -240,14 +261,14 @@ inline void layer_norm_forward_avx512(const float* x, Eigen::Index ldx, float* y
 template <int V>
 inline void layer_norm_backward_avx512(const float* x, Eigen::Index ldx, const float* dy, Eigen::Index lddy,
                                        float* dx, Eigen::Index lddx, const float* g, float* dg, float* db,
-                                       Eigen::Index rows, float eps) noexcept {
+                                       Eigen::Index rows, float eps, const float* st_in) noexcept {
   __m512 gsum[V], bsum[V];
   for (int i = 0; i < V; ++i) gsum[i] = bsum[i] = _mm512_setzero_ps();
   const __m128 d = _mm_set1_ps(static_cast<float>(16 * V));
   const auto block = [&](auto q_count, Eigen::Index r) {
     constexpr int Q = decltype(q_count)::value;
     alignas(16) float mean[4], rstd[4], m1[4], m2[4];
-    layer_norm_stats<V, Q>(x + r * ldx, ldx, eps, mean, rstd);
+    layer_norm_block_stats<V, Q>(x, ldx, eps, r, st_in, nullptr, mean, rstd);
     __m512 s1[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
     __m512 s2[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
     for (int q = 0; q < Q; ++q) {
@@ -336,36 +357,21 @@ struct LayerNorm {
     bias.value.setZero();
   }
 
-  void forward(const CRef<S>& x, MRef<S> y) const {
-    NANONAV_ASSERT(x.cols() == dim() && y.cols() == dim() && y.rows() == x.rows());
-    const Eigen::Index d = x.cols();
-#if defined(__AVX512F__)
-    if constexpr (std::is_same_v<S, float>) {
-      const float* b = has_bias() ? bias.value.data() : nullptr;
-      if (detail::with_width16(d, [&](auto v) {
-            detail::layer_norm_forward_avx512<decltype(v)::value>(x.data(), x.outerStride(), y.data(), y.outerStride(),
-                                                                  gain.value.data(), b, x.rows(), static_cast<float>(eps));
-          }))
-        return;
-    }
-#endif
-    const RowMap g(gain.value.data(), d);
-    for (Eigen::Index r = 0; r < x.rows(); ++r) {
-      const RowMap xr(x.row(r).data(), d);
-      S mean, rstd;
-      stats(xr.data(), d, mean, rstd);
-      // The expression reads x[r] before writing y[r] element by element: y may alias x.
-      if (has_bias())
-        y.row(r).array() = (xr - mean) * rstd * g + RowMap(bias.value.data(), d);
-      else
-        y.row(r).array() = (xr - mean) * rstd * g;
-    }
+  /// With stats_out (2 per row: mean, then rstd), each row's statistics are also stored, for
+  /// forward_from_stats and backward over the same x later: the same bits, without the
+  /// reductions.
+  void forward(const CRef<S>& x, MRef<S> y, S* stats_out = nullptr) const { run_forward(x, y, nullptr, stats_out); }
+
+  /// forward with the statistics stored by forward(x, y, stats_out) for this same x.
+  void forward_from_stats(const CRef<S>& x, const S* stats_in, MRef<S> y) const {
+    NANONAV_ASSERT(stats_in != nullptr);
+    run_forward(x, y, stats_in, nullptr);
   }
 
   /// With xh = (x - mean) rstd and dxh = dy * g:
   /// dx += rstd (dxh - mean(dxh) - xh mean(dxh xh)); dg += Σ dy xh; db += Σ dy.
-  /// Mean and rstd are recomputed from x (cheap next to the GEMMs around a norm).
-  void backward(const CRef<S>& x, const CRef<S>& dy, MRef<S> dx) {
+  /// Mean and rstd are recomputed from x, or read from stats_in as forward stored them.
+  void backward(const CRef<S>& x, const CRef<S>& dy, MRef<S> dx, const S* stats_in = nullptr) {
     NANONAV_ASSERT(dy.rows() == x.rows() && dx.rows() == x.rows());
     const Eigen::Index d = x.cols();
 #if defined(__AVX512F__)
@@ -374,7 +380,8 @@ struct LayerNorm {
       if (detail::with_width16(d, [&](auto v) {
             detail::layer_norm_backward_avx512<decltype(v)::value>(x.data(), x.outerStride(), dy.data(), dy.outerStride(),
                                                                    dx.data(), dx.outerStride(), gain.value.data(),
-                                                                   gain.grad.data(), db, x.rows(), static_cast<float>(eps));
+                                                                   gain.grad.data(), db, x.rows(), static_cast<float>(eps),
+                                                                   stats_in);
           }))
         return;
     }
@@ -385,7 +392,7 @@ struct LayerNorm {
       const RowMap xr(x.row(r).data(), d), dyr(dy.row(r).data(), d);
       Eigen::Map<RowArray> dxr(dx.row(r).data(), d);
       S mean, rstd;
-      stats(xr.data(), d, mean, rstd);
+      row_stats(xr.data(), r, stats_in, nullptr, mean, rstd);
       const S m1 = (dyr * g).sum() / static_cast<S>(d);
       const S m2 = (dyr * g * (xr - mean)).sum() * rstd / static_cast<S>(d);
       dg += dyr * (xr - mean) * rstd;
@@ -406,11 +413,49 @@ struct LayerNorm {
   }
 
  private:
-  void stats(const S* xr, Eigen::Index d, S& mean, S& rstd) const {
+  void run_forward(const CRef<S>& x, MRef<S> y, const S* stats_in, S* stats_out) const {
+    NANONAV_ASSERT(x.cols() == dim() && y.cols() == dim() && y.rows() == x.rows());
+    const Eigen::Index d = x.cols();
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<S, float>) {
+      const float* b = has_bias() ? bias.value.data() : nullptr;
+      if (detail::with_width16(d, [&](auto v) {
+            detail::layer_norm_forward_avx512<decltype(v)::value>(x.data(), x.outerStride(), y.data(), y.outerStride(),
+                                                                  gain.value.data(), b, x.rows(), static_cast<float>(eps),
+                                                                  stats_in, stats_out);
+          }))
+        return;
+    }
+#endif
+    const RowMap g(gain.value.data(), d);
+    for (Eigen::Index r = 0; r < x.rows(); ++r) {
+      const RowMap xr(x.row(r).data(), d);
+      S mean, rstd;
+      row_stats(xr.data(), r, stats_in, stats_out, mean, rstd);
+      // The expression reads x[r] before writing y[r] element by element: y may alias x.
+      if (has_bias())
+        y.row(r).array() = (xr - mean) * rstd * g + RowMap(bias.value.data(), d);
+      else
+        y.row(r).array() = (xr - mean) * rstd * g;
+    }
+  }
+
+  /// Row r's mean and rstd: from stats_in if given, else computed (and stored into stats_out).
+  void row_stats(const S* xr, Eigen::Index r, const S* stats_in, S* stats_out, S& mean, S& rstd) const {
+    if (stats_in) {
+      mean = stats_in[2 * r];
+      rstd = stats_in[2 * r + 1];
+      return;
+    }
+    const Eigen::Index d = gain.value.cols();
     const RowMap v(xr, d);
     mean = v.sum() / static_cast<S>(d);
     const S var = (v - mean).square().sum() / static_cast<S>(d);
     rstd = S(1) / std::sqrt(var + static_cast<S>(eps));
+    if (stats_out) {
+      stats_out[2 * r] = mean;
+      stats_out[2 * r + 1] = rstd;
+    }
   }
 };
 
