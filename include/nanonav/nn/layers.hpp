@@ -210,8 +210,6 @@ inline void layer_norm_stats(const float* x, Eigen::Index ld, float eps, float* 
   _mm_storeu_ps(rstd, _mm_div_ps(_mm_set1_ps(1.0f), _mm_sqrt_ps(_mm_add_ps(var, _mm_set1_ps(eps)))));
 }
 
-/// LayerNorm forward over rows of 16 V floats, four rows at a time (their horizontal sums
-/// share one reduction, so rows do not wait on each other). y may alias x row for row.
 /// Row stats (mean, rstd) of rows [r, r + Q): from st_in (kept by an earlier forward of the same
 /// rows) if given, else computed; and stored into st_out if given. Two floats per row.
 template <int V, int Q>
@@ -232,6 +230,8 @@ inline void layer_norm_block_stats(const float* x, Eigen::Index ldx, float eps, 
     }
 }
 
+/// LayerNorm forward over rows of 16 V floats, four rows at a time (their horizontal sums
+/// share one reduction, so rows do not wait on each other). y may alias x row for row.
 template <int V>
 inline void layer_norm_forward_avx512(const float* x, Eigen::Index ldx, float* y, Eigen::Index ldy, const float* g,
                                       const float* b, Eigen::Index rows, float eps, const float* st_in,
