@@ -16,8 +16,8 @@ namespace {
 
 template <class S>
 void check_shape(bool trans_a, bool trans_b, Eigen::Index M, Eigen::Index N, Eigen::Index K, bool accumulate,
-                 nn::GemmScratch& scratch, Rng& rng) {
-  const Eigen::Index pad = 3;  // leading dimensions wider than the matrices: strides are honoured
+                 nn::GemmScratch& scratch, Rng& rng, Eigen::Index pad = 3) {
+  // pad: leading dimensions wider than the matrices, so that strides are honoured
   const Eigen::Index lda = (trans_a ? M : K) + pad, ldb = (trans_b ? K : N) + pad, ldc = N + pad;
   const Eigen::Index arows = trans_a ? K : M, brows = trans_b ? N : K;
   std::vector<S> A(static_cast<std::size_t>(std::max<Eigen::Index>(arows, 1) * lda)),
@@ -86,8 +86,8 @@ template <class S>
 void check_all_shapes() {
   Rng rng(77);
   nn::GemmScratch scratch;  // reused across shapes, as the TRM does: buffers only grow
-  // M up to 96 reads a B (not transposed) in place, above it packs it; N up to 64 reads a
-  // row-major A in place, above it packs it (both sides of each limit are here)
+  // M up to 96 reads a B (not transposed) in place, above it packs it (both sides of the
+  // limit are here); a row-major A is read in place at these strides (see the 4 KiB case below)
   for (Eigen::Index M : {1, 5, 11, 12, 13, 25, 68, 97})
     for (Eigen::Index N : {1, 7, 16, 17, 32, 33, 64, 70})
       for (Eigen::Index K : {0, 1, 3, 15, 16, 17, 68, 256, 257, 600})
@@ -119,4 +119,18 @@ TEST_CASE("gemm<float> on the TRM's token-mixing shapes", "[gemm]") {
     check_shape<float>(true, false, 68, cd, h, false, scratch, rng);    // W1ᵀ dg1
     check_shape<float>(false, true, 68, h, cd, true, scratch, rng);     // dz1 g1ᵀ, n1 dg1ᵀ
   }
+}
+
+TEST_CASE("gemm<float> packs a row-major A whose row stride is a multiple of 4 KiB", "[gemm]") {
+  // With more than two column panels of C such an A is packed rather than read in place (its
+  // rows would share one L1 set); with at most two it is still read in place. Both paths, and
+  // an A stored transposed at the same stride, against the double reference.
+  Rng rng(79);
+  nn::GemmScratch scratch;
+  for (Eigen::Index N : {64, 70, 256})
+    for (bool trans_b : {false, true})
+      for (bool accumulate : {false, true}) {
+        check_shape<float>(false, trans_b, 25, N, 1000, accumulate, scratch, rng, 24);  // lda = 1024
+        check_shape<float>(true, trans_b, 25, N, 1000, accumulate, scratch, rng, 1024 - 25);  // lda = 1024
+      }
 }

@@ -923,14 +923,17 @@ inline void backward_chunk(Trm<S>& model, int chunk, int cached, const TrmDropou
 }
 
 /// Runs `f(begin, end, thread)` over fixed micro-batches [begin, end) of `chunk` samples on
-/// `threads` OpenMP threads. Inside, each thread limits nested parallelism (Eigen's GEMM) to 1.
+/// `threads` OpenMP threads, handed out one at a time to whichever thread is free (so a thread
+/// that the host slows down takes fewer: measured 1.007-1.011x on 2 threads against a fixed
+/// round-robin split). What f computes for a micro-batch must therefore not depend on which
+/// thread runs it. Inside, each thread limits nested parallelism (Eigen's GEMM) to 1.
 /// An exception thrown by f is rethrown on the calling thread (the first micro-batch's wins).
 template <class F>
 inline void for_each_chunk(int batch, int chunk, int threads, F&& f) {
   const int nchunks = (batch + chunk - 1) / chunk;
   std::vector<std::exception_ptr> errors(static_cast<std::size_t>(nchunks));
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static, 1) num_threads(threads)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
   for (int i = 0; i < nchunks; ++i) {
     omp_set_num_threads(1);
     try {
