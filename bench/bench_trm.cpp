@@ -211,7 +211,7 @@ int main(int argc, char** argv) try {
   cxxopts::Options options("bench_trm", "Speed of the navigation TRM (recursion 8, batch 64)");
   options.add_options()("seconds", "minimum seconds per measurement (and per training window)", cxxopts::value<double>()->default_value("3"))(
       "threads", "thread counts to measure", cxxopts::value<std::vector<int>>()->default_value("1,2"))(
-      "chunk", "samples per micro-batch; 0 = the trainer's default for the width (8 at dim 64, 4 at dim 128)",
+      "chunk", "samples per micro-batch; 0 = the trainer's default for the width (4 at dim 64, 2 at dim 128)",
       cxxopts::value<int>()->default_value("0"))(
       "windows", "training windows per thread count (median reported)", cxxopts::value<int>()->default_value("3"))(
       "quick", "only dim 64 / depth 2")("h,help", "this help");

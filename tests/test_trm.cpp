@@ -529,6 +529,51 @@ TEST_CASE("results do not depend on the thread count or on the batch around a sa
   }
 }
 
+TEST_CASE("trm_logits runs a batch as micro-batches of the default size, the last one padded", "[trm]") {
+  TrmConfig c = tiny_config(2);
+  c.grid_size = 4;
+  c.dim = 64;  // default micro-batch 4
+  REQUIRE(default_micro_batch(c) == 4);
+  Trm<double> md(c);
+  md.init(11);
+  Trm<float> m(c);
+  copy_to_float(md, m);
+  const int batch = 13, T = c.tokens();
+  const Batch b = random_batch(c, batch, 12);
+  TrmWorkspace<float> ws;
+  nn::Mat<float> all, part;
+  trm_logits(m, b.tokens.data(), batch, ws, all);
+  REQUIRE(all.rows() == batch);
+  REQUIRE(ws.chunk() == 4);
+  const float* buffer = ws.states[0].data();
+  // Each full micro-batch gives the same bits as that micro-batch alone.
+  TrmWorkspace<float> ws4;
+  for (int b0 = 0; b0 + 4 <= batch; b0 += 4) {
+    trm_logits(m, b.tokens.data() + b0 * T, 4, ws4, part);
+    CHECK(part == all.middleRows(b0, 4));
+  }
+  // The last sample ran in a micro-batch of four copies of itself.
+  std::vector<std::uint8_t> four;
+  for (int i = 0; i < 4; ++i) four.insert(four.end(), b.tokens.begin() + 12 * T, b.tokens.begin() + 13 * T);
+  trm_logits(m, four.data(), 4, ws4, part);
+  CHECK(part.row(0) == all.row(12));
+  CHECK(part.row(3) == all.row(12));
+  // Against the double model and one sample at a time: the same function up to float rounding.
+  TrmWorkspace<double> wd;
+  nn::Mat<double> ld;
+  trm_logits(md, b.tokens.data(), batch, wd, ld);
+  CHECK((ld.cast<float>() - all).cwiseAbs().maxCoeff() < 1e-4f);
+  for (int i = 0; i < batch; ++i) {
+    TrmWorkspace<float> w1;
+    trm_logits(m, b.tokens.data() + i * T, 1, w1, part);
+    CHECK((part.row(0) - all.row(i)).cwiseAbs().maxCoeff() < 1e-5f);
+  }
+  // The same batch size again reuses the workspace.
+  trm_logits(m, b.tokens.data(), batch, ws, part);
+  CHECK(part == all);
+  CHECK(ws.states[0].data() == buffer);
+}
+
 TEST_CASE("bad tokens and masks throw InvalidArgument, also from worker threads", "[trm]") {
   const TrmConfig c = tiny_config(2);
   Trm<float> m(c);
@@ -542,21 +587,20 @@ TEST_CASE("bad tokens and masks throw InvalidArgument, also from worker threads"
   CHECK_THROWS_AS(tr.loss_and_grad(b.tokens.data(), b.masks.data(), nullptr, 4, 0), InvalidArgument);
 }
 
-TEST_CASE("the default micro-batch keeps a block application's hidden tensor within 2^18 entries", "[trm]") {
+TEST_CASE("the default micro-batch keeps the token-mixing products at most 256 columns wide", "[trm]") {
   TrmConfig c;
-  const std::pair<int, int> expected[] = {{8, 8}, {32, 8}, {64, 8}, {96, 4}, {128, 4}, {192, 1}, {256, 1}, {1024, 1}};
+  const std::pair<int, int> expected[] = {{8, 8}, {32, 8}, {48, 4}, {64, 4}, {96, 2}, {128, 2}, {192, 1}, {256, 1}, {1024, 1}};
   for (const auto& [dim, chunk] : expected) {
     c.dim = dim;
     INFO("dim " << dim);
     CHECK(default_micro_batch(c) == chunk);
-    const long long hidden = 4LL * dim * dim;  // entries per sample
-    if (chunk > 1) CHECK(hidden * chunk <= (1LL << 18));
-    if (chunk < 8) CHECK(hidden * chunk * 2 > (1LL << 18));  // the largest such power of two
+    if (chunk > 1) CHECK(chunk * dim <= 256);
+    if (chunk < 8) CHECK(chunk * 2 * dim > 256);  // the largest such power of two
   }
   c.dim = 128;
   c.grid_size = 3;
   Trm<float> m(c);
-  CHECK(TrmTrainer<float>(m, 1).chunk() == 4);
+  CHECK(TrmTrainer<float>(m, 1).chunk() == 2);
   CHECK(TrmTrainer<float>(m, 1, 3).chunk() == 3);
 }
 

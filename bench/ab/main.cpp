@@ -52,7 +52,9 @@ int main(int argc, char** argv) try {
     ("rounds", "rounds (each runs both builds)", cxxopts::value<int>()->default_value("40"))
     ("steps", "training steps per build per round", cxxopts::value<int>()->default_value("1"))
     ("batch", "samples per step", cxxopts::value<int>()->default_value("64"))
-    ("chunk", "samples per micro-batch", cxxopts::value<int>()->default_value("8"))
+    ("chunk", "samples per micro-batch (0: the trainer's default for the width)", cxxopts::value<int>()->default_value("0"))
+    ("base-chunk", "the baseline's samples per micro-batch (0: as --chunk); with the baseline built from this checkout, an A/B of micro-batch sizes",
+     cxxopts::value<int>()->default_value("0"))
     ("dropout", "dropout probability", cxxopts::value<double>()->default_value("0.1"))
     ("h,help", "this help");
   const auto args = options.parse(argc, argv);
@@ -63,6 +65,7 @@ int main(int argc, char** argv) try {
   const int dim = args["dim"].as<int>(), depth = args["depth"].as<int>(), threads = args["threads"].as<int>();
   const int rounds = args["rounds"].as<int>(), steps = args["steps"].as<int>(), batch = args["batch"].as<int>();
   const int chunk = args["chunk"].as<int>();
+  const int base_chunk = args["base-chunk"].as<int>() == 0 ? chunk : args["base-chunk"].as<int>();
   const double dropout = args["dropout"].as<double>();
   if (dim < 2 || dim % 2 != 0 || dim > 1024) throw std::invalid_argument("--dim must be even, in 2..1024");
   if (depth < 1 || depth > 16) throw std::invalid_argument("--depth must be in 1..16");
@@ -70,14 +73,17 @@ int main(int argc, char** argv) try {
   if (rounds < 4 || rounds > 10000) throw std::invalid_argument("--rounds must be in 4..10000");
   if (steps < 1 || steps > 1000) throw std::invalid_argument("--steps must be in 1..1000");
   if (batch < 1 || batch > 4096) throw std::invalid_argument("--batch must be in 1..4096");
-  if (chunk < 1 || chunk > batch) throw std::invalid_argument("--chunk must be in 1..batch");
+  if (chunk < 0 || chunk > batch) throw std::invalid_argument("--chunk must be 0 or in 1..batch");
+  if (base_chunk < 0 || base_chunk > batch) throw std::invalid_argument("--base-chunk must be 0 or in 1..batch");
   if (!(dropout >= 0.0 && dropout < 1.0)) throw std::invalid_argument("--dropout must be in [0, 1)");
   print_command(argc, argv);
   omp_set_num_threads(threads);
 
   using Entry = double (*)(int, int, int, double, int, int, int);
   const Entry side[2] = {nanonav_ab_base, nanonav_ab_head};
-  for (Entry f : side) f(0, dim, depth, dropout, batch, threads, chunk);
+  // set-up returns the micro-batch the side's trainer uses (its default for 0)
+  const int used[2] = {static_cast<int>(side[0](0, dim, depth, dropout, batch, threads, base_chunk)),
+                       static_cast<int>(side[1](0, dim, depth, dropout, batch, threads, chunk))};
   double loss[2] = {side[0](2, 0, 0, 0, 0, 0, 0), side[1](2, 0, 0, 0, 0, 0, 0)};  // warm-up
   std::vector<double> secs[2], ratio;
   for (int r = 0; r < rounds; ++r) {
@@ -93,10 +99,10 @@ int main(int argc, char** argv) try {
   for (int v = 0; v < 2; ++v)
     for (double s : secs[v]) total[v] += s;
   const double samples = static_cast<double>(batch) * steps * rounds;
-  std::printf("dim %d depth %d recursion 8, batch %d, micro-batch %d, dropout %.2f, %d thread(s), %d rounds of %d step(s)\n",
-              dim, depth, batch, chunk, dropout, threads, rounds, steps);
-  std::printf("base: %.1f samples/s per CPU (last loss %.6f)\n", samples / total[0], loss[0]);
-  std::printf("head: %.1f samples/s per CPU (last loss %.6f)\n", samples / total[1], loss[1]);
+  std::printf("dim %d depth %d recursion 8, batch %d, dropout %.2f, %d thread(s), %d rounds of %d step(s)\n",
+              dim, depth, batch, dropout, threads, rounds, steps);
+  std::printf("base: micro-batch %d, %.1f samples/s per CPU (last loss %.6f)\n", used[0], samples / total[0], loss[0]);
+  std::printf("head: micro-batch %d, %.1f samples/s per CPU (last loss %.6f)\n", used[1], samples / total[1], loss[1]);
   std::printf("head / base speed: %.3f over all rounds; per round median %.3f (quartiles %.3f, %.3f)\n",
               total[0] / total[1], quantile(ratio, 0.5), quantile(ratio, 0.25), quantile(ratio, 0.75));
   return 0;

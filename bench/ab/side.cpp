@@ -23,8 +23,9 @@ struct Side {
 
 }  // namespace
 
-// steps == 0: set up (dim, depth, recursion 8, dropout, batch, threads, micro-batch); else run
-// that many training steps (forward + backward + clipping + AdamW). Returns the last loss.
+// steps == 0: set up (dim, depth, recursion 8, dropout, batch, threads, micro-batch, 0 for the
+// trainer's default) and return the micro-batch the trainer uses; else run that many training
+// steps (forward + backward + clipping + AdamW) and return the last loss.
 double NANONAV_AB_ENTRY(int steps, int dim, int depth, double dropout, int batch, int threads, int chunk) {
   static std::unique_ptr<Side> s;  // one set-up per program run (bench_ab is single-use)
   using namespace nanonav;
@@ -44,7 +45,7 @@ double NANONAV_AB_ENTRY(int steps, int dim, int depth, double dropout, int batch
         s->tokens.push_back(static_cast<std::uint8_t>(k < T - 4 ? 1 + rng.below(2) : 3 + rng.below(s->config.grid_size)));
     for (int i = 0; i < batch; ++i) s->masks.push_back(static_cast<std::uint8_t>(1u << rng.below(5)));
     s->trainer = std::make_unique<TrmTrainer<float>>(*s->model, threads, chunk);
-    return 0.0;
+    return s->trainer->chunk();
   }
   double loss = 0.0;
   for (int i = 0; i < steps; ++i) {

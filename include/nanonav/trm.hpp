@@ -394,6 +394,7 @@ class TrmWorkspace {
   nn::Mat<S> emb, demb;  // (T*C, dim) with input injection: the embedding and its gradient
   nn::Mat<S> aux_pred, daux;  // (N*N*C, 1) with the aux head: its predictions and their gradient
   nn::GemmScratch gemm;       // packing buffers of the mixer blocks' products (nn/gemm.hpp)
+  std::vector<std::uint8_t> padded_tokens;  // trm_logits: a short last micro-batch, padded
   std::vector<detail::TrmPackedBlock> packed;  // per block: its weights packed for the kernel
 
  private:
@@ -993,20 +994,53 @@ inline void for_each_chunk(int batch, int chunk, int threads, F&& f) {
 
 }  // namespace detail
 
-/// Inference (evaluation mode: no dropout): logits (batch, 5) for tokens (batch, T) row-major.
-/// Runs on one thread as one micro-batch; after the first call for a batch size, ws
-/// is reused without allocation. Throws InvalidArgument for a token outside the vocabulary.
+/// TrmTrainer's default micro-batch for a model: the largest power of two up to 8 samples whose
+/// token-mixing products are at most 256 columns wide (chunk·dim <= 256: a micro-batch's
+/// activations, read as (T, chunk·dim), and its (4·dim, chunk·dim) hidden tensors stay small
+/// enough to pass from one product to the next through L2): 8 up to dim 32, 4 at dim 48 and 64,
+/// 2 at dim 96 and 128, 1 from dim 192. Measured in training (docs/performance.md, bench_ab
+/// --base-chunk), halving the 2^18-entry rule of the eleventh session ran 1.02-1.08x faster at
+/// dim 48, 64 and 128 on the 2026-12-02 host, and 0.97-1.03x on the earlier one; halving again
+/// was level or slower. The rule depends on the config only, not on the machine, so results
+/// (whose reduction order follows the micro-batches) stay the same everywhere.
+inline int default_micro_batch(const TrmConfig& c) noexcept {
+  int chunk = 8;
+  while (chunk > 1 && static_cast<long long>(chunk) * c.dim > 256) chunk /= 2;
+  return chunk;
+}
+
+/// Inference (evaluation mode: no dropout): logits (batch, 5) for tokens (batch, T) row-major,
+/// on one thread. The batch is cut into micro-batches of default_micro_batch(config) samples
+/// (fewer if the batch is smaller), the unit whose products stay in L2: at batch 256 that ran
+/// 1.5-2.2x faster than one micro-batch of 256 (docs/performance.md). A short last micro-batch
+/// is padded with copies of its last sample, so every micro-batch has the same width and after
+/// the first call for a batch size ws is reused without allocation. Each sample's logits depend
+/// on the micro-batch size only in the last bits (the products' blocking follows their width).
+/// Throws InvalidArgument for a token outside the vocabulary.
 template <class S>
 inline void trm_logits(const Trm<S>& model, const std::uint8_t* tokens, int batch,
                        TrmWorkspace<S>& ws, nn::Mat<S>& logits) {
   NANONAV_ASSERT(batch > 0);
-  ws.ensure(model.config(), batch, 0, false);
-  // One micro-batch on one thread: Eigen's own GEMM threading does not pay at these sizes.
-  detail::for_each_chunk(batch, batch, 1, [&](int, int, int) {
-    detail::TrmDropout off;
-    detail::forward_chunk(model, tokens, batch, 0, off, ws);
-  });
-  logits = ws.logits;
+  const TrmConfig& c = model.config();
+  const int micro = std::min(batch, default_micro_batch(c));
+  const std::size_t T = static_cast<std::size_t>(c.tokens());
+  ws.ensure(c, micro, 0, false);
+  logits.resize(batch, kNumActions);
+  const detail::TrmDropout off;
+  for (int b0 = 0; b0 < batch; b0 += micro) {
+    const int m = std::min(micro, batch - b0);
+    const std::uint8_t* src = tokens + static_cast<std::size_t>(b0) * T;
+    if (m < micro) {
+      ws.padded_tokens.resize(static_cast<std::size_t>(micro) * T);
+      std::copy(src, src + static_cast<std::size_t>(m) * T, ws.padded_tokens.begin());
+      for (int i = m; i < micro; ++i)
+        std::copy(src + static_cast<std::size_t>(m - 1) * T, src + static_cast<std::size_t>(m) * T,
+                  ws.padded_tokens.begin() + static_cast<std::ptrdiff_t>(static_cast<std::size_t>(i) * T));
+      src = ws.padded_tokens.data();
+    }
+    detail::forward_chunk(model, src, micro, 0, off, ws);
+    logits.middleRows(b0, m) = ws.logits.topRows(m);
+  }
 }
 
 /// The result of one training (or evaluation) pass over a batch.
@@ -1016,20 +1050,6 @@ struct StepStats {
   int correct = 0;    ///< samples whose argmax logit is an optimal action
   int count = 0;      ///< samples
 };
-
-/// TrmTrainer's default micro-batch for a model: the largest power of two up to 8 samples whose
-/// token-mixing hidden tensor (4·dim x chunk·dim entries, one per block application, kept for
-/// backward and read back by the next product) has at most 2^18 entries (1 MiB in float, half
-/// of this machine class's L2): 8 for dim <= 64, 4 for dim 128, 1 from dim 256. Measured in
-/// training (docs/performance.md): at dim 128 a micro-batch of 4 ran 1.05-1.13x faster than 8;
-/// at dim 64, 4 and 8 were level. The rule depends on the config only, not on the machine, so
-/// results (whose reduction order follows the micro-batches) stay the same everywhere.
-inline int default_micro_batch(const TrmConfig& c) noexcept {
-  const long long per_sample = 4LL * c.dim * c.dim;
-  int chunk = 8;
-  while (chunk > 1 && per_sample * chunk > (1LL << 18)) chunk /= 2;
-  return chunk;
-}
 
 /// Deterministic data-parallel training: the batch is cut into fixed micro-batches of `chunk`
 /// samples; each is run by some thread on a private replica of the model and its gradients
