@@ -530,9 +530,9 @@ TEST_CASE("results do not depend on the thread count or on the batch around a sa
 }
 
 TEST_CASE("trm_logits runs a batch as micro-batches of the default size, the last one padded", "[trm]") {
-  TrmConfig c = tiny_config(2);
+  TrmConfig c = tiny_config(8);
   c.grid_size = 4;
-  c.dim = 64;  // default micro-batch 4
+  c.dim = 64;  // with recursion 8: default micro-batch 4
   REQUIRE(default_micro_batch(c) == 4);
   Trm<double> md(c);
   md.init(11);
@@ -587,16 +587,24 @@ TEST_CASE("bad tokens and masks throw InvalidArgument, also from worker threads"
   CHECK_THROWS_AS(tr.loss_and_grad(b.tokens.data(), b.masks.data(), nullptr, 4, 0), InvalidArgument);
 }
 
-TEST_CASE("the default micro-batch keeps the token-mixing products at most 256 columns wide", "[trm]") {
+TEST_CASE("the default micro-batch keeps the token-mixing products at most 256 columns wide, 512 below recursion 8", "[trm]") {
   TrmConfig c;
+  REQUIRE(c.recursion == 8);
   const std::pair<int, int> expected[] = {{8, 8}, {32, 8}, {48, 4}, {64, 4}, {96, 2}, {128, 2}, {192, 1}, {256, 1}, {1024, 1}};
-  for (const auto& [dim, chunk] : expected) {
-    c.dim = dim;
-    INFO("dim " << dim);
-    CHECK(default_micro_batch(c) == chunk);
-    if (chunk > 1) CHECK(chunk * dim <= 256);
-    if (chunk < 8) CHECK(chunk * 2 * dim > 256);  // the largest such power of two
+  const std::pair<int, int> shallow[] = {{8, 8}, {48, 8}, {64, 8}, {96, 4}, {128, 4}, {192, 2}, {256, 2}, {512, 1}};
+  for (const int recursion : {8, 12, 1, 4, 7}) {
+    c.recursion = recursion;
+    const int width = recursion >= 8 ? 256 : 512;
+    for (const auto& [dim, chunk] : recursion >= 8 ? std::vector<std::pair<int, int>>(std::begin(expected), std::end(expected))
+                                                   : std::vector<std::pair<int, int>>(std::begin(shallow), std::end(shallow))) {
+      c.dim = dim;
+      INFO("recursion " << recursion << ", dim " << dim);
+      CHECK(default_micro_batch(c) == chunk);
+      if (chunk > 1) CHECK(chunk * dim <= width);
+      if (chunk < 8) CHECK(chunk * 2 * dim > width);  // the largest such power of two
+    }
   }
+  c.recursion = 8;
   c.dim = 128;
   c.grid_size = 3;
   Trm<float> m(c);

@@ -25,8 +25,10 @@
 
 #include "../command_line.hpp"
 
-double nanonav_ab_base(int steps, int dim, int depth, double dropout, int batch, int threads, int chunk);
-double nanonav_ab_head(int steps, int dim, int depth, double dropout, int batch, int threads, int chunk);
+double nanonav_ab_base(int steps, int dim, int depth, int recursion, double aux, double dropout, int batch, int threads,
+                       int chunk);
+double nanonav_ab_head(int steps, int dim, int depth, int recursion, double aux, double dropout, int batch, int threads,
+                       int chunk);
 
 namespace {
 
@@ -48,6 +50,8 @@ int main(int argc, char** argv) try {
   options.add_options()
     ("dim", "model width", cxxopts::value<int>()->default_value("64"))
     ("depth", "mixer blocks", cxxopts::value<int>()->default_value("2"))
+    ("recursion", "applications of the network", cxxopts::value<int>()->default_value("8"))
+    ("aux-distance", "weight of the aux distance loss (0: no aux head), on random targets", cxxopts::value<double>()->default_value("0"))
     ("threads", "OpenMP threads", cxxopts::value<int>()->default_value("1"))
     ("rounds", "rounds (each runs both builds)", cxxopts::value<int>()->default_value("40"))
     ("steps", "training steps per build per round", cxxopts::value<int>()->default_value("1"))
@@ -67,6 +71,8 @@ int main(int argc, char** argv) try {
   const int chunk = args["chunk"].as<int>();
   const int base_chunk = args["base-chunk"].as<int>() == 0 ? chunk : args["base-chunk"].as<int>();
   const double dropout = args["dropout"].as<double>();
+  const int recursion = args["recursion"].as<int>();
+  const double aux = args["aux-distance"].as<double>();
   if (dim < 2 || dim % 2 != 0 || dim > 1024) throw std::invalid_argument("--dim must be even, in 2..1024");
   if (depth < 1 || depth > 16) throw std::invalid_argument("--depth must be in 1..16");
   if (threads < 1 || threads > 256) throw std::invalid_argument("--threads must be in 1..256");
@@ -76,21 +82,23 @@ int main(int argc, char** argv) try {
   if (chunk < 0 || chunk > batch) throw std::invalid_argument("--chunk must be 0 or in 1..batch");
   if (base_chunk < 0 || base_chunk > batch) throw std::invalid_argument("--base-chunk must be 0 or in 1..batch");
   if (!(dropout >= 0.0 && dropout < 1.0)) throw std::invalid_argument("--dropout must be in [0, 1)");
+  if (recursion < 1 || recursion > 64) throw std::invalid_argument("--recursion must be in 1..64");
+  if (!(aux >= 0.0 && aux <= 100.0)) throw std::invalid_argument("--aux-distance must be in [0, 100]");
   print_command(argc, argv);
   omp_set_num_threads(threads);
 
-  using Entry = double (*)(int, int, int, double, int, int, int);
+  using Entry = double (*)(int, int, int, int, double, double, int, int, int);
   const Entry side[2] = {nanonav_ab_base, nanonav_ab_head};
   // set-up returns the micro-batch the side's trainer uses (its default for 0)
-  const int used[2] = {static_cast<int>(side[0](0, dim, depth, dropout, batch, threads, base_chunk)),
-                       static_cast<int>(side[1](0, dim, depth, dropout, batch, threads, chunk))};
-  double loss[2] = {side[0](2, 0, 0, 0, 0, 0, 0), side[1](2, 0, 0, 0, 0, 0, 0)};  // warm-up
+  const int used[2] = {static_cast<int>(side[0](0, dim, depth, recursion, aux, dropout, batch, threads, base_chunk)),
+                       static_cast<int>(side[1](0, dim, depth, recursion, aux, dropout, batch, threads, chunk))};
+  double loss[2] = {side[0](2, 0, 0, 0, 0, 0, 0, 0, 0), side[1](2, 0, 0, 0, 0, 0, 0, 0, 0)};  // warm-up
   std::vector<double> secs[2], ratio;
   for (int r = 0; r < rounds; ++r) {
     for (int turn = 0; turn < 2; ++turn) {
       const int v = (r + turn) % 2;  // base first in even rounds, head first in odd ones
       const double c0 = cpu_seconds();
-      loss[v] = side[v](steps, 0, 0, 0, 0, 0, 0);
+      loss[v] = side[v](steps, 0, 0, 0, 0, 0, 0, 0, 0);
       secs[v].push_back((cpu_seconds() - c0) / threads);
     }
     ratio.push_back(secs[0].back() / secs[1].back());
@@ -99,8 +107,8 @@ int main(int argc, char** argv) try {
   for (int v = 0; v < 2; ++v)
     for (double s : secs[v]) total[v] += s;
   const double samples = static_cast<double>(batch) * steps * rounds;
-  std::printf("dim %d depth %d recursion 8, batch %d, dropout %.2f, %d thread(s), %d rounds of %d step(s)\n",
-              dim, depth, batch, dropout, threads, rounds, steps);
+  std::printf("dim %d depth %d recursion %d, aux distance %.2f, batch %d, dropout %.2f, %d thread(s), %d rounds of %d step(s)\n",
+              dim, depth, recursion, aux, batch, dropout, threads, rounds, steps);
   std::printf("base: micro-batch %d, %.1f samples/s per CPU (last loss %.6f)\n", used[0], samples / total[0], loss[0]);
   std::printf("head: micro-batch %d, %.1f samples/s per CPU (last loss %.6f)\n", used[1], samples / total[1], loss[1]);
   std::printf("head / base speed: %.3f over all rounds; per round median %.3f (quartiles %.3f, %.3f)\n",

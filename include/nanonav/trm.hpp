@@ -994,18 +994,22 @@ inline void for_each_chunk(int batch, int chunk, int threads, F&& f) {
 
 }  // namespace detail
 
-/// TrmTrainer's default micro-batch for a model: the largest power of two up to 8 samples whose
-/// token-mixing products are at most 256 columns wide (chunk·dim <= 256: a micro-batch's
-/// activations, read as (T, chunk·dim), and its (4·dim, chunk·dim) hidden tensors stay small
-/// enough to pass from one product to the next through L2): 8 up to dim 32, 4 at dim 48 and 64,
-/// 2 at dim 96 and 128, 1 from dim 192. Measured in training (docs/performance.md, bench_ab
-/// --base-chunk), halving the 2^18-entry rule of the eleventh session ran 1.02-1.08x faster at
-/// dim 48, 64 and 128 on the 2026-12-02 host, and 0.97-1.03x on the earlier one; halving again
-/// was level or slower. The rule depends on the config only, not on the machine, so results
-/// (whose reduction order follows the micro-batches) stay the same everywhere.
+/// TrmTrainer's (and trm_logits') default micro-batch for a model: the largest power of two up
+/// to 8 samples whose token-mixing products are at most W columns wide (chunk·dim <= W), with
+/// W = 256 from recursion 8 and 512 below. Narrow products pass what one writes for the next
+/// (up to the (4·dim, chunk·dim) hidden tensor) through L2; each micro-batch also costs a fixed
+/// amount (weights packed, its gradient zeroed, copied out and reduced), which only many
+/// applications of the network outweigh. At recursion 8 that gives 8 up to dim 32, 4 at dim 48
+/// and 64, 2 at dim 96 and 128, 1 from dim 192; below, 8 up to dim 64, 4 at dim 96 and 128, 2
+/// at dim 192 and 256. Measured in training with bench_ab (docs/performance.md): at recursion 8
+/// half of the 512-column width ran 1.04-1.08x faster at dim 48, 64 and 128 (the earlier VM:
+/// 0.97-1.03x); at recursion 1 and 2 it ran 0.91-0.99x, at 4 level. The rule depends on the
+/// config only, not on the machine, so results (whose reduction order follows the
+/// micro-batches) stay the same everywhere.
 inline int default_micro_batch(const TrmConfig& c) noexcept {
+  const long long width = c.recursion >= 8 ? 256 : 512;
   int chunk = 8;
-  while (chunk > 1 && static_cast<long long>(chunk) * c.dim > 256) chunk /= 2;
+  while (chunk > 1 && static_cast<long long>(chunk) * c.dim > width) chunk /= 2;
   return chunk;
 }
 
