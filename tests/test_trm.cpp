@@ -574,6 +574,42 @@ TEST_CASE("trm_logits runs a batch as micro-batches of the default size, the las
   CHECK(ws.states[0].data() == buffer);
 }
 
+TEST_CASE("packed weights are reused within a step or call and packed again after the weights change", "[trm]") {
+  TrmConfig c = tiny_config(3, 0.1);
+  c.grid_size = 4;
+  c.dim = 64;  // micro-batches of 8 (recursion 3): several per thread below
+  Trm<float> m(c);
+  m.init(21);
+  const int batch = 40;
+  const Batch b = random_batch(c, batch, 22);
+  TrmTrainer<float> kept(m, 2);  // its workspaces live across the steps
+  nn::AdamW<float> opt;
+  TrmWorkspace<float> ws;
+  nn::Mat<float> la, lb;
+  for (std::uint64_t step = 0; step < 3; ++step) {
+    // A trainer made now packs from scratch; the kept one must not use last step's packing.
+    m.zero_grad();
+    Trm<float> copy = m;
+    TrmTrainer<float> fresh(copy, 1);
+    const StepStats s1 = kept.loss_and_grad(b.tokens.data(), b.masks.data(), b.weights.data(), batch, step);
+    const StepStats s2 = fresh.loss_and_grad(b.tokens.data(), b.masks.data(), b.weights.data(), batch, step);
+    CHECK(s1.loss == s2.loss);
+    std::vector<nn::Mat<float>> g1, g2;
+    m.for_each_param([&](const nn::Param<float>& p) { g1.push_back(p.grad); });
+    copy.for_each_param([&](const nn::Param<float>& p) { g2.push_back(p.grad); });
+    for (std::size_t i = 0; i < g1.size(); ++i) CHECK(g1[i] == g2[i]);
+    kept.logits(b.tokens.data(), batch, la);
+    fresh.logits(b.tokens.data(), batch, lb);
+    CHECK(la == lb);
+    // trm_logits on a workspace reused across weight changes, against a new workspace.
+    TrmWorkspace<float> ws_new;
+    trm_logits(m, b.tokens.data(), batch, ws, la);
+    trm_logits(m, b.tokens.data(), batch, ws_new, lb);
+    CHECK(la == lb);
+    opt.step(m, 1e-2f);
+  }
+}
+
 TEST_CASE("bad tokens and masks throw InvalidArgument, also from worker threads", "[trm]") {
   const TrmConfig c = tiny_config(2);
   Trm<float> m(c);

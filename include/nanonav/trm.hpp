@@ -271,7 +271,8 @@ struct TrmHiddenMasks {
 
 /// One mixer block's weights packed for the GEMM kernel (nn::PackedOperand): forward (W1 and
 /// W2 as A operands, Wc1ᵀ and Wc2ᵀ as B operands) and backward (W2ᵀ, W1ᵀ; Wc2, Wc1). Packed
-/// once per micro-batch pass and shared by all R applications; empty on the Eigen path.
+/// once per micro-batch pass, or once per fixed-weights span of the workspace, and shared by
+/// all R applications; empty on the Eigen path.
 struct TrmPackedBlock {
   nn::PackedOperand w1, w2, c1t, c2t;  // forward
   nn::PackedOperand w2t, w1t, c2, c1;  // backward
@@ -395,14 +396,52 @@ class TrmWorkspace {
   nn::Mat<S> aux_pred, daux;  // (N*N*C, 1) with the aux head: its predictions and their gradient
   nn::GemmScratch gemm;       // packing buffers of the mixer blocks' products (nn/gemm.hpp)
   std::vector<std::uint8_t> padded_tokens;  // trm_logits: a short last micro-batch, padded
+
+  /// The blocks' packed weights (`packed`) are reused from one micro-batch pass to the next
+  /// while the weights stay the same. Whoever runs passes on this workspace and knows the
+  /// weights fixed for a while (TrmTrainer for a step, trm_logits for a call) opens a span
+  /// with begin_fixed_weights() and ends it with end_fixed_weights(); outside a span, every
+  /// pass packs (the default).
+  void begin_fixed_weights() noexcept {
+    pack_span_ = ++pack_spans_;
+    packed_fwd_ = packed_bwd_ = 0;
+  }
+  void end_fixed_weights() noexcept { pack_span_ = 0; }
+  /// Whether a pass must pack the forward (or backward) weights; marks them packed.
+  bool needs_packing(bool backward) noexcept {
+    std::uint64_t& done = backward ? packed_bwd_ : packed_fwd_;
+    if (pack_span_ != 0 && done == pack_span_) return false;
+    done = pack_span_;
+    return true;
+  }
   std::vector<detail::TrmPackedBlock> packed;  // per block: its weights packed for the kernel
 
  private:
   int chunk_ = -1, cached_ = -1, dim_ = -1, tokens_ = -1, depth_ = -1;
   bool masks_ = false, inject_ = false, aux_ = false;
+  std::uint64_t pack_spans_ = 0, pack_span_ = 0, packed_fwd_ = 0, packed_bwd_ = 0;
 };
 
 namespace detail {
+
+/// A fixed-weights span (TrmWorkspace::begin_fixed_weights) on n workspaces for a scope, ended
+/// also when an exception leaves it.
+template <class S>
+class FixedWeightsSpan {
+ public:
+  FixedWeightsSpan(TrmWorkspace<S>* ws, std::size_t n) noexcept : ws_(ws), n_(n) {
+    for (std::size_t i = 0; i < n_; ++i) ws_[i].begin_fixed_weights();
+  }
+  ~FixedWeightsSpan() {
+    for (std::size_t i = 0; i < n_; ++i) ws_[i].end_fixed_weights();
+  }
+  FixedWeightsSpan(const FixedWeightsSpan&) = delete;
+  FixedWeightsSpan& operator=(const FixedWeightsSpan&) = delete;
+
+ private:
+  TrmWorkspace<S>* ws_;
+  std::size_t n_;
+};
 
 template <class S>
 using ArrMap = Eigen::Map<Eigen::Array<S, Eigen::Dynamic, 1>>;
@@ -828,8 +867,10 @@ inline void network_forward(const Trm<S>& model, int chunk, int cached, const Tr
   const int R = c.recursion, L = c.depth;
   const Eigen::Index M = static_cast<Eigen::Index>(c.tokens()) * chunk;
   const bool inject = c.input_injection;
-  ws.packed.resize(static_cast<std::size_t>(L));
-  for (int l = 0; l < L; ++l) pack_block_weights(model.blocks[l], c, false, ws.packed[static_cast<std::size_t>(l)]);
+  if (ws.needs_packing(false)) {
+    ws.packed.resize(static_cast<std::size_t>(L));
+    for (int l = 0; l < L; ++l) pack_block_weights(model.blocks[l], c, false, ws.packed[static_cast<std::size_t>(l)]);
+  }
   for (int a = 0; a < R - cached; ++a) {
     if (inject && a > 0) ws.states[0] += ws.emb;
     S* x = ws.states[0].data();
@@ -928,8 +969,10 @@ inline void backward_chunk(Trm<S>& model, int chunk, int cached, const TrmDropou
     model.aux_head.backward(ws.states.back().topRows(cells), ws.daux, ws.dx2.topRows(cells));
   }
   // applications, last first
-  ws.packed.resize(static_cast<std::size_t>(L));
-  for (int l = 0; l < L; ++l) pack_block_weights(model.blocks[l], c, true, ws.packed[static_cast<std::size_t>(l)]);
+  if (ws.needs_packing(true)) {
+    ws.packed.resize(static_cast<std::size_t>(L));
+    for (int l = 0; l < L; ++l) pack_block_weights(model.blocks[l], c, true, ws.packed[static_cast<std::size_t>(l)]);
+  }
   const bool inject = c.input_injection;
   if (inject) ws.demb.setZero();
   for (auto& m : ws.dw1t_sum) m.setZero();
@@ -1031,6 +1074,7 @@ inline void trm_logits(const Trm<S>& model, const std::uint8_t* tokens, int batc
   ws.ensure(c, micro, 0, false);
   logits.resize(batch, kNumActions);
   const detail::TrmDropout off;
+  const detail::FixedWeightsSpan<S> span(&ws, 1);  // weights packed once for all micro-batches
   for (int b0 = 0; b0 < batch; b0 += micro) {
     const int m = std::min(micro, batch - b0);
     const std::uint8_t* src = tokens + static_cast<std::size_t>(b0) * T;
@@ -1097,6 +1141,7 @@ class TrmTrainer {
   void logits(const std::uint8_t* tokens, int batch, nn::Mat<S>& out) {
     NANONAV_ASSERT(batch > 0);
     sync_replicas();
+    const detail::FixedWeightsSpan<S> span(ws_.data(), ws_.size());  // each thread packs once per call
     out.resize(batch, kNumActions);
     const int T = model_.config().tokens();
     detail::for_each_chunk(batch, chunk_, threads_, [&](int b0, int b1, int th) {
@@ -1129,6 +1174,7 @@ class TrmTrainer {
     NANONAV_ASSERT(batch > 0);
     NANONAV_ASSERT(aux == nullptr || (grad && model_.config().has_aux()));
     sync_replicas();
+    const detail::FixedWeightsSpan<S> span(ws_.data(), ws_.size());  // each thread packs once per call
     const TrmConfig& c = model_.config();
     const int T = c.tokens();
     const int nchunks = (batch + chunk_ - 1) / chunk_;
