@@ -618,7 +618,14 @@ TEST_CASE("bad tokens and masks throw InvalidArgument, also from worker threads"
   TrmTrainer<float> tr(m, 2, 1);
   b.tokens[3 * c.tokens() + 1] = static_cast<std::uint8_t>(c.vocab());
   CHECK_THROWS_AS(tr.loss_and_grad(b.tokens.data(), b.masks.data(), nullptr, 4, 0), InvalidArgument);
+  // trm_logits too (it runs its micro-batches itself); the workspace stays usable afterwards.
+  TrmWorkspace<float> ws, fresh;
+  nn::Mat<float> la, lb;
+  CHECK_THROWS_AS(trm_logits(m, b.tokens.data(), 4, ws, la), InvalidArgument);
   b.tokens[3 * c.tokens() + 1] = 1;
+  trm_logits(m, b.tokens.data(), 4, ws, la);
+  trm_logits(m, b.tokens.data(), 4, fresh, lb);
+  CHECK(la == lb);
   b.masks[2] = 0;
   CHECK_THROWS_AS(tr.loss_and_grad(b.tokens.data(), b.masks.data(), nullptr, 4, 0), InvalidArgument);
 }
@@ -626,13 +633,13 @@ TEST_CASE("bad tokens and masks throw InvalidArgument, also from worker threads"
 TEST_CASE("the default micro-batch keeps the token-mixing products at most 256 columns wide, 512 below recursion 8", "[trm]") {
   TrmConfig c;
   REQUIRE(c.recursion == 8);
-  const std::pair<int, int> expected[] = {{8, 8}, {32, 8}, {48, 4}, {64, 4}, {96, 2}, {128, 2}, {192, 1}, {256, 1}, {1024, 1}};
-  const std::pair<int, int> shallow[] = {{8, 8}, {48, 8}, {64, 8}, {96, 4}, {128, 4}, {192, 2}, {256, 2}, {512, 1}};
+  using DimChunk = std::vector<std::pair<int, int>>;
+  const DimChunk deep = {{8, 8}, {32, 8}, {48, 4}, {64, 4}, {96, 2}, {128, 2}, {192, 1}, {256, 1}, {1024, 1}};
+  const DimChunk shallow = {{8, 8}, {48, 8}, {64, 8}, {96, 4}, {128, 4}, {192, 2}, {256, 2}, {512, 1}};
   for (const int recursion : {8, 12, 1, 4, 7}) {
     c.recursion = recursion;
     const int width = recursion >= 8 ? 256 : 512;
-    for (const auto& [dim, chunk] : recursion >= 8 ? std::vector<std::pair<int, int>>(std::begin(expected), std::end(expected))
-                                                   : std::vector<std::pair<int, int>>(std::begin(shallow), std::end(shallow))) {
+    for (const auto& [dim, chunk] : recursion >= 8 ? deep : shallow) {
       c.dim = dim;
       INFO("recursion " << recursion << ", dim " << dim);
       CHECK(default_micro_batch(c) == chunk);

@@ -402,10 +402,7 @@ class TrmWorkspace {
   /// weights fixed for a while (TrmTrainer for a step, trm_logits for a call) opens a span
   /// with begin_fixed_weights() and ends it with end_fixed_weights(); outside a span, every
   /// pass packs (the default).
-  void begin_fixed_weights() noexcept {
-    pack_span_ = ++pack_spans_;
-    packed_fwd_ = packed_bwd_ = 0;
-  }
+  void begin_fixed_weights() noexcept { pack_span_ = ++pack_spans_; }  // a new id: nothing packed in it yet
   void end_fixed_weights() noexcept { pack_span_ = 0; }
   /// Whether a pass must pack the forward (or backward) weights; marks them packed.
   bool needs_packing(bool backward) noexcept {
